@@ -1,0 +1,15 @@
+"""``darkcsp diff``: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from ..errors import UnsupportedError
+
+NAME = "diff"
+HELP = "(not implemented yet)"
+
+
+def add_arguments(p) -> None:
+    pass
+
+
+def run(args) -> int:
+    raise UnsupportedError("darkcsp diff is not implemented yet")

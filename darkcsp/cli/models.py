@@ -1,0 +1,15 @@
+"""``darkcsp models``: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from ..errors import UnsupportedError
+
+NAME = "models"
+HELP = "(not implemented yet)"
+
+
+def add_arguments(p) -> None:
+    pass
+
+
+def run(args) -> int:
+    raise UnsupportedError("darkcsp models is not implemented yet")

@@ -1,0 +1,44 @@
+"""Atomic output files: write to a temp file beside the target, rename on success, delete on failure."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Union
+
+from .errors import ResourceError
+
+
+@contextlib.contextmanager
+def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
+    """Yield a temporary path to write; it becomes ``path`` only if the block finishes without error."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=str(parent))
+        os.close(fd)
+    except OSError as e:
+        raise ResourceError(f"cannot write output: {e.strerror or e}", file=str(path)) from None
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        _unlink(tmp)
+        raise ResourceError(f"cannot write output: {e.strerror or e}", file=str(path)) from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _unlink(p: str) -> None:
+    try:
+        os.unlink(p)
+    except OSError:
+        pass

@@ -1,0 +1,9 @@
+"""[activation]: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Activation(Layer):
+    type = "activation"
+    aliases = ()

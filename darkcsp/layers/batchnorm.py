@@ -1,0 +1,9 @@
+"""[batchnorm]: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class BatchNorm(Layer):
+    type = "batchnorm"
+    aliases = ()

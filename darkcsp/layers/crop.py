@@ -1,0 +1,9 @@
+"""[crop]: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Crop(Layer):
+    type = "crop"
+    aliases = ()

@@ -1,0 +1,9 @@
+"""[detection]: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Detection(Layer):
+    type = "detection"
+    aliases = ()

@@ -1,0 +1,9 @@
+"""[local]: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Local(Layer):
+    type = "local"
+    aliases = ()

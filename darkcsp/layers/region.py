@@ -1,0 +1,9 @@
+"""[region]: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Region(Layer):
+    type = "region"
+    aliases = ()

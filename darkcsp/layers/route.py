@@ -1,0 +1,9 @@
+"""[route]: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Route(Layer):
+    type = "route"
+    aliases = ()

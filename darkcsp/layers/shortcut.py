@@ -1,0 +1,9 @@
+"""[shortcut]: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Shortcut(Layer):
+    type = "shortcut"
+    aliases = ()

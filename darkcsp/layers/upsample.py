@@ -1,0 +1,9 @@
+"""[upsample]: TODO (skeleton, being written this session)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Upsample(Layer):
+    type = "upsample"
+    aliases = ()

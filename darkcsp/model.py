@@ -1,0 +1,94 @@
+"""A graph with bound weights, and the NumPy reference executor that runs it."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Union
+
+import numpy as np
+
+from .dialect import Dialect
+from .errors import DarkcspError
+from .graph import Graph, load_graph
+from .layers.base import NETWORK_INPUT, Weights
+from .weights import WeightsFile, WeightsHeader, read_weights
+
+log = logging.getLogger("darkcsp")
+
+
+class Model:
+    """``graph`` + one weights dict per layer. ``forward`` is the NumPy reference executor."""
+
+    def __init__(self, graph: Graph, weights: List[Weights], header: Optional[WeightsHeader] = None,
+                 random_weights: bool = False):
+        self.graph = graph
+        self.weights = weights
+        self.header = header or WeightsHeader()
+        self.random_weights = random_weights
+        self._last_use = self._compute_last_use()
+
+    @property
+    def layers(self):
+        return self.graph.layers
+
+    def _compute_last_use(self) -> List[int]:
+        last = list(range(len(self.graph.layers)))
+        for layer in self.graph.layers:
+            for i in layer.inputs:
+                if i >= 0:
+                    last[i] = max(last[i], layer.index)
+        return last
+
+    def forward(self, x: np.ndarray, outputs: Optional[Iterable[int]] = None,
+                all_layers: bool = False) -> Dict[int, np.ndarray]:
+        """Run the network on ``x`` (N, C, H, W) float32; return {layer index: output} for the output layers
+        (or ``outputs``, or every layer with ``all_layers``). Intermediates are freed after their last use."""
+        x = np.asarray(x, dtype=np.float32)
+        want_shape = self.graph.input_shape
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(want_shape):
+            raise DarkcspError(f"input has shape {tuple(x.shape)}, the network expects (N, {want_shape[0]}, "
+                               f"{want_shape[1]}, {want_shape[2]})")
+        layers = self.graph.layers
+        wanted = set(range(len(layers))) if all_layers else set(
+            self.graph.output_indices() if outputs is None else outputs)
+        live: Dict[int, np.ndarray] = {NETWORK_INPUT: x}
+        result: Dict[int, np.ndarray] = {}
+        for layer in layers:
+            xs = [live[i] for i in layer.inputs]
+            y = layer.forward(xs, self.weights[layer.index])
+            live[layer.index] = y
+            if layer.index in wanted:
+                result[layer.index] = y
+            for i in set(layer.inputs):
+                if i >= 0 and self._last_use[i] <= layer.index and i not in wanted:
+                    live.pop(i, None)
+        return result
+
+    def __repr__(self) -> str:
+        return f"<Model {self.graph!r}{' (random weights)' if self.random_weights else ''}>"
+
+
+def random_weights(graph: Graph, seed: int = 0) -> List[Weights]:
+    rng = np.random.default_rng(seed)
+    return [layer.init_weights(rng) for layer in graph.layers]
+
+
+def load(cfg: Union[str, Path], weights: Union[str, Path, None] = None, width: Optional[int] = None,
+         height: Optional[int] = None, dialect: Union[str, Dialect] = "alexeyab", seed: int = 0,
+         upto: Optional[int] = None) -> Model:
+    """Parse ``cfg``, bind ``weights`` (Darknet .weights, optionally .xz/.gz) and return a Model.
+
+    Without weights the network gets Darknet-like random initial values and a warning is logged."""
+    graph = load_graph(cfg, dialect=dialect, width=width, height=height)
+    if weights is None:
+        log.warning("%s: no weights given: random initialisation (outputs are meaningless)", cfg)
+        return Model(graph, random_weights(graph, seed), random_weights=True)
+    wf: WeightsFile = read_weights(weights, graph, upto=upto)
+    if upto is not None:
+        # Darknet's partial load: the layers not read keep their initial values.
+        init = random_weights(graph, seed)
+        layers = [wf.layers[i] if i < upto else init[i] for i in range(len(graph.layers))]
+        return Model(graph, layers, wf.header)
+    return Model(graph, wf.layers, wf.header)

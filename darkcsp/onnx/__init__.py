@@ -1,0 +1,1 @@
+"""Lowering of a darkcsp graph (with weights) to ONNX."""

@@ -1,0 +1,146 @@
+"""Darknet .weights files: read into per-layer arrays (in each layer's ``weight_arrays`` order) and write back.
+
+Format (parser.c: load_weights_upto, save_weights): int32 major, minor, revision; ``seen`` as uint64 when
+major*10+minor >= 2 (pjreddie: and both < 1000), else uint32; then every layer's float32 arrays in cfg
+order. Darknet silently stops at EOF and never checks leftover bytes; darkcsp treats both as errors (a
+weights file for another cfg is the usual cause) unless a partial load is asked for.
+xz- and gzip-compressed files are read transparently (by magic bytes).
+"""
+from __future__ import annotations
+
+import gzip
+import lzma
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Union
+
+import numpy as np
+
+from .errors import WeightsError
+from .fileio import atomic_write_bytes
+from .graph import Graph
+from .layers.base import Weights
+
+
+@dataclass
+class WeightsHeader:
+    major: int = 0
+    minor: int = 2
+    revision: int = 5
+    seen: int = 0
+
+    def seen_is_64bit(self, dialect_name: str = "alexeyab") -> bool:
+        wide = self.major * 10 + self.minor >= 2
+        if dialect_name == "pjreddie":
+            wide = wide and self.major < 1000 and self.minor < 1000
+        return wide
+
+    @property
+    def transpose(self) -> bool:
+        """Old files store [connected] weights as [in][out]."""
+        return self.major > 1000 or self.minor > 1000
+
+    def nbytes(self, dialect_name: str = "alexeyab") -> int:
+        return 20 if self.seen_is_64bit(dialect_name) else 16
+
+
+@dataclass
+class WeightsFile:
+    header: WeightsHeader
+    #: one dict per layer (index = Darknet layer index) of name -> float32 array
+    layers: List[Weights] = field(default_factory=list)
+
+
+def _read_bytes(path: Union[str, Path]) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise WeightsError("weights file not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise WeightsError("is a directory, not a weights file", file=str(path)) from None
+    except OSError as e:
+        raise WeightsError(f"cannot read weights file: {e.strerror}", file=str(path)) from None
+    try:
+        if data[:6] == b"\xfd7zXZ\x00":
+            return lzma.decompress(data)
+        if data[:2] == b"\x1f\x8b":
+            return gzip.decompress(data)
+    except (lzma.LZMAError, OSError, EOFError) as e:
+        raise WeightsError(f"corrupt compressed weights file: {e}", file=str(path)) from None
+    return data
+
+
+def read_weights(path: Union[str, Path], graph: Graph, *, upto: Optional[int] = None,
+                 allow_short: bool = False) -> WeightsFile:
+    """Read ``path`` for ``graph``; ``upto`` loads only layers [0, upto) (Darknet's partial)."""
+    data = _read_bytes(path)
+    return parse_weights(data, graph, file=str(path), upto=upto, allow_short=allow_short)
+
+
+def parse_weights(data: bytes, graph: Graph, *, file: str = "<weights>", upto: Optional[int] = None,
+                  allow_short: bool = False) -> WeightsFile:
+    if len(data) < 16:
+        raise WeightsError(f"file is {len(data)} bytes, shorter than a Darknet weights header (16 or 20 bytes)",
+                           file=file)
+    major, minor, revision = (int(v) for v in np.frombuffer(data, "<i4", 3))
+    header = WeightsHeader(major, minor, revision)
+    if major < 0 or minor < 0 or (major > 1000 and major not in range(1000, 100000)):
+        raise WeightsError(f"bad header (major={major}, minor={minor}, revision={revision}): not a Darknet "
+                           "weights file", file=file, offset=0)
+    wide = header.seen_is_64bit(graph.dialect.name)
+    if wide and len(data) < 20:
+        raise WeightsError("file ends inside the 20-byte header", file=file, offset=len(data))
+    header.seen = int(np.frombuffer(data, "<u8" if wide else "<u4", 1, 12)[0])
+    offset = 20 if wide else 16
+    floats = np.frombuffer(data, "<f4", (len(data) - offset) // 4, offset)
+    if (len(data) - offset) % 4:
+        raise WeightsError(f"file size {len(data)} leaves {(len(data) - offset) % 4} stray bytes after the "
+                           "header: not a whole number of float32 values", file=file)
+    stop = len(graph.layers) if upto is None else min(upto, len(graph.layers))
+    expected = sum(layer.params for layer in graph.layers[:stop])
+    pos = 0
+    out = WeightsFile(header)
+    for layer in graph.layers[:stop]:
+        arrays: Weights = {}
+        for name, shape in layer.weight_arrays():
+            n = int(np.prod(shape))
+            if pos + n > len(floats):
+                if allow_short:
+                    break
+                raise WeightsError(
+                    f"weights file too short: ran out at layer {layer.index} [{layer.type}] "
+                    f"({layer.section.file}:{layer.section.line}) array '{name}' {tuple(shape)}; the cfg needs "
+                    f"{expected} floats, the file holds {len(floats)} (a weights file for another cfg, or "
+                    f"truncated?)", file=file, offset=offset + 4 * pos)
+            arrays[name] = floats[pos:pos + n].reshape(shape).copy()
+            pos += n
+        if hasattr(layer, "weights_from_file"):
+            arrays = layer.weights_from_file(arrays, header)
+        out.layers.append(arrays)
+    if upto is None and pos != len(floats):
+        raise WeightsError(
+            f"weights file too long: the cfg needs {expected} floats but the file holds {len(floats)} "
+            f"({len(floats) - pos} left over; a weights file for another cfg, or a different width/classes?)",
+            file=file, offset=offset + 4 * pos)
+    while len(out.layers) < len(graph.layers):
+        out.layers.append({})
+    return out
+
+
+def weights_bytes(wf: WeightsFile, graph: Graph) -> bytes:
+    """Serialise exactly as Darknet's save_weights (arrays in each layer's file order)."""
+    h = wf.header
+    parts = [np.asarray([h.major, h.minor, h.revision], "<i4").tobytes(),
+             np.asarray([h.seen], "<u8" if h.seen_is_64bit(graph.dialect.name) else "<u4").tobytes()]
+    for layer, arrays in zip(graph.layers, wf.layers):
+        if hasattr(layer, "weights_to_file"):
+            arrays = layer.weights_to_file(arrays, h)
+        for name, shape in layer.weight_arrays():
+            if name in arrays:
+                parts.append(np.ascontiguousarray(arrays[name], "<f4").tobytes())
+    return b"".join(parts)
+
+
+def write_weights(path: Union[str, Path], wf: WeightsFile, graph: Graph) -> None:
+    atomic_write_bytes(path, weights_bytes(wf, graph))
