@@ -204,5 +204,8 @@ def lower_activation(g: "OnnxGraph", x: str, name: str, layer_type: str) -> str:
     if name == "linear":
         return x
     if is_zeroed(name, layer_type):
-        return g.op("ConstantOfShape", [g.op("Shape", [x])])  # exact zeros (Mul by 0 would keep NaN/inf)
+        # exact zeros (Mul by 0 would keep NaN/inf); the explicit value gives the graph's float type (fp16
+        # export) and is required by OpenCV 5's ConstantOfShape
+        from onnx import helper
+        return g.op("ConstantOfShape", [g.op("Shape", [x])], value=helper.make_tensor("value", g.float_type, [1], [0]))
     return ONNX[name](g, x)

@@ -87,8 +87,12 @@ class Section:
         if _FLOAT_RE.match(text):
             # Darknet's atoi truncates "2.0" to 2; accept integral floats, refuse the rest.
             f = float(text)
-            if f == int(f):
+            if abs(f) < float("inf") and f == int(f):  # "1e400" is inf: refused below, not OverflowError
                 return int(f)
+        if not re.match(r"^[+-]?\d", text):
+            # Darknet's atoi: no leading number -> 0 (e.g. batch_normalize=True means NO batch norm)
+            self.warn(f"'{key}={value}' is not a number; Darknet's atoi reads it as 0", key)
+            return 0
         raise self.error(f"expected an integer, got '{value}'", key)
 
     def float(self, key: str, default: Optional[float] = None) -> float:
@@ -136,7 +140,15 @@ class Section:
         return self._list(key, default, float, "numbers")
 
     def unused(self) -> List[Option]:
-        return [o for o in self.options.values() if not o.used] + list(self.duplicates)
+        # duplicates are not listed: parse_cfg_text already warned about them, naming both lines
+        return [o for o in self.options.values() if not o.used]
+
+
+def _quote(raw: str, limit: int = 60) -> str:
+    """A cfg line for an error message: stripped, shortened, control characters escaped."""
+    text = raw.strip()
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def parse_cfg_text(text: str, file: str = "<string>") -> List[Section]:
@@ -152,18 +164,18 @@ def parse_cfg_text(text: str, file: str = "<string>") -> List[Section]:
         if line[0] == "[":
             if not line.endswith("]") or len(line) < 3:
                 hint = " (Darknet has no inline comments)" if "]" in line else ""
-                raise CfgError(f"malformed section header '{raw.strip()}'{hint}", file=file, line=lineno)
+                raise CfgError(f"malformed section header '{_quote(raw)}'{hint}", file=file, line=lineno)
             current = Section(name=line[1:-1], file=file, line=lineno)
             sections.append(current)
             continue
         if current is None:
-            raise CfgError(f"option '{raw.strip()}' before the first [section]", file=file, line=lineno)
+            raise CfgError(f"option '{_quote(raw)}' before the first [section]", file=file, line=lineno)
         if "=" not in line:
-            raise CfgError(f"malformed line '{raw.strip()}': expected key=value", file=file, line=lineno,
+            raise CfgError(f"malformed line '{_quote(raw)}': expected key=value", file=file, line=lineno,
                            section=current.name)
         key, value = line.split("=", 1)
         if not key:
-            raise CfgError(f"malformed line '{raw.strip()}': empty option name", file=file, line=lineno,
+            raise CfgError(f"malformed line '{_quote(raw)}': empty option name", file=file, line=lineno,
                            section=current.name)
         if value == "":
             # Darknet: "Config file error line N, could parse" and the option is dropped.
@@ -172,6 +184,9 @@ def parse_cfg_text(text: str, file: str = "<string>") -> List[Section]:
         opt = Option(key=key, value=value, line=lineno)
         if key in current.options:
             current.duplicates.append(opt)  # Darknet's option_find returns the first occurrence
+            first = current.options[key]
+            log.warning("%s:%d [%s]: duplicate option '%s = %s' is ignored: Darknet uses the first one, line %d "
+                        "('%s = %s')", file, lineno, current.name, key, value, first.line, key, first.value)
         else:
             current.options[key] = opt
     return sections
@@ -193,6 +208,14 @@ def read_cfg(path: Union[str, Path]) -> List[Section]:
     if b"\x00" in data[:4096]:
         raise CfgError("binary data (NUL bytes) where a text .cfg was expected (a .weights file given as cfg?)",
                        file=str(path))
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise CfgError("the file starts with a UTF-8 byte-order mark, which Darknet reads as part of the first "
+                       "line (and then fails); save the cfg without BOM", file=str(path), line=1)
+    head = data[:4096]
+    binary = sum(b < 32 and b not in b"\t\n\r\f\v" for b in head)
+    if binary * 20 > len(head):
+        raise CfgError(f"{binary} control bytes in the first {len(head)}: binary data where a text .cfg was "
+                       "expected", file=str(path))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

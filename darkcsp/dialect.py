@@ -18,6 +18,12 @@ class Dialect:
     batchnorm_layer_has_biases: bool
     #: pjreddie's [shortcut] resamples between sizes (alpha/beta); AlexeyAB's asserts equal W,H.
     shortcut_resamples: bool
+    #: AlexeyAB's extra [convolutional] options (stride_x/stride_y, dilation, antialiasing, share_index, cbn).
+    conv_extended_options: bool = True
+    #: pjreddie's 1x1 fast path is taken for any stride (and padding), which computes garbage for stride > 1.
+    conv_1x1_fast_path_any_stride: bool = False
+    #: AlexeyAB also counts BFLOPs for [maxpool]/[local_avgpool]/[shortcut]; pjreddie for convolutions only.
+    non_conv_bflops: bool = True
 
     def bn_inv_std(self, variance: np.ndarray) -> np.ndarray:
         """1 / Darknet's batch-norm denominator, per channel, as float32.
@@ -44,7 +50,8 @@ class Dialect:
 
 
 ALEXEYAB = Dialect("alexeyab", batchnorm_layer_has_biases=True, shortcut_resamples=False)
-PJREDDIE = Dialect("pjreddie", batchnorm_layer_has_biases=False, shortcut_resamples=True)
+PJREDDIE = Dialect("pjreddie", batchnorm_layer_has_biases=False, shortcut_resamples=True,
+                   conv_extended_options=False, conv_1x1_fast_path_any_stride=True, non_conv_bflops=False)
 DIALECTS = {d.name: d for d in (ALEXEYAB, PJREDDIE)}
 
 

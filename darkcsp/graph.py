@@ -103,11 +103,12 @@ def build_graph(sections: Sequence[Section], *, dialect: Union[str, Dialect] = "
         if min(c, h, w) <= 0 and not layer.is_training_only:
             raise CfgError(f"layer {index} [{section.name}] has an empty output {layer.in_shape} -> "
                            f"{layer.out_shape}", file=section.file, line=section.line, section=section.name)
-        total_bytes += 4 * layer.outputs
+        # activations and weights (a [connected] with a huge output allocates its weights, not activations)
+        total_bytes += 4 * layer.outputs + 4 * layer.params
         if total_bytes > limit * 2 ** 30:
             raise ResourceError(
-                f"the network needs more than {limit:g} GiB of activations by layer {index} "
-                f"({layer.out_shape}); set DARKCSP_MAX_MEMORY_GB to allow it", file=section.file,
+                f"the network needs more than {limit:g} GiB of activations and weights by layer {index} "
+                f"({layer.out_shape}, {layer.params} params); set DARKCSP_MAX_MEMORY_GB to allow it", file=section.file,
                 line=section.line, section=section.name)
         for opt in section.unused():
             log.warning("%s:%d [%s]: Unused field: '%s = %s'", section.file, opt.line, section.name, opt.key,

@@ -26,6 +26,10 @@ class Model:
         self.header = header or WeightsHeader()
         self.random_weights = random_weights
         self._last_use = self._compute_last_use()
+        for layer in graph.layers:  # [convolutional] share_index=k: no arrays of its own, uses layer k's
+            src = getattr(layer, "shares_weights_of", None)
+            if src is not None and layer.index < len(self.weights) and not self.weights[layer.index]:
+                self.weights[layer.index] = self.weights[src]
 
     @property
     def layers(self):
@@ -86,9 +90,11 @@ def load(cfg: Union[str, Path], weights: Union[str, Path, None] = None, width: O
         log.warning("%s: no weights given: random initialisation (outputs are meaningless)", cfg)
         return Model(graph, random_weights(graph, seed), random_weights=True)
     wf: WeightsFile = read_weights(weights, graph, upto=upto)
-    if upto is not None:
-        # Darknet's partial load: the layers not read keep their initial values.
+    stop = len(graph.layers) if upto is None else upto
+    needs_init = [l.index for l in graph.layers if l.weight_arrays() and (l.dontload or l.index >= stop)]
+    if needs_init:
+        # Darknet's partial load / dontload=1: the layers not read keep their initial values.
         init = random_weights(graph, seed)
-        layers = [wf.layers[i] if i < upto else init[i] for i in range(len(graph.layers))]
-        return Model(graph, layers, wf.header)
+        for i in needs_init:
+            wf.layers[i] = init[i]
     return Model(graph, wf.layers, wf.header)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Union
@@ -66,7 +67,7 @@ def _read_bytes(path: Union[str, Path]) -> bytes:
             return lzma.decompress(data)
         if data[:2] == b"\x1f\x8b":
             return gzip.decompress(data)
-    except (lzma.LZMAError, OSError, EOFError) as e:
+    except (lzma.LZMAError, zlib.error, OSError, EOFError) as e:
         raise WeightsError(f"corrupt compressed weights file: {e}", file=str(path)) from None
     return data
 
@@ -98,12 +99,12 @@ def parse_weights(data: bytes, graph: Graph, *, file: str = "<weights>", upto: O
         raise WeightsError(f"file size {len(data)} leaves {(len(data) - offset) % 4} stray bytes after the "
                            "header: not a whole number of float32 values", file=file)
     stop = len(graph.layers) if upto is None else min(upto, len(graph.layers))
-    expected = sum(layer.params for layer in graph.layers[:stop])
+    expected = sum(layer.params for layer in graph.layers[:stop] if not layer.dontload)
     pos = 0
     out = WeightsFile(header)
     for layer in graph.layers[:stop]:
         arrays: Weights = {}
-        for name, shape in layer.weight_arrays():
+        for name, shape in ([] if layer.dontload else layer.weight_arrays()):
             n = int(np.prod(shape))
             if pos + n > len(floats):
                 if allow_short:
@@ -136,7 +137,7 @@ def weights_bytes(wf: WeightsFile, graph: Graph) -> bytes:
     for layer, arrays in zip(graph.layers, wf.layers):
         if hasattr(layer, "weights_to_file"):
             arrays = layer.weights_to_file(arrays, h)
-        for name, shape in layer.weight_arrays():
+        for name, shape in ([] if layer.dontload else layer.weight_arrays()):
             if name in arrays:
                 parts.append(np.ascontiguousarray(arrays[name], "<f4").tobytes())
     return b"".join(parts)

@@ -7,6 +7,7 @@ particular layer type, except the detection post-processing that head layers exp
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -23,6 +24,10 @@ Weights = Dict[str, np.ndarray]
 
 #: index used in ``Layer.inputs`` for the network input (the [net] image)
 NETWORK_INPUT = -1
+
+#: options parse_network_cfg_custom reads for every layer (training/GPU scheduling; dontload handled apart)
+COMMON_OPTIONS = ("dontloadscales", "stopbackward", "train_only_bn", "onlyforward", "clip", "dont_update",
+                  "burnin_update", "learning_rate", "stream", "wait_stream")
 
 
 class BuildContext:
@@ -87,6 +92,9 @@ class Layer:
     is_head: ClassVar[bool] = False
     #: True for layers Darknet never runs at inference output ([cost]); skipped when picking the output
     is_training_only: ClassVar[bool] = False
+    #: options Darknet reads for this layer that only matter for training: accepted silently (Darknet never
+    #: reports them as "Unused field"), ignored at inference
+    training_options: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, section: Section, index: int, ctx: BuildContext):
         self.section = section
@@ -96,6 +104,12 @@ class Layer:
         self.in_shape: Shape = ctx.shape_of(self.inputs[0])
         self.out_shape: Shape = self.in_shape
         self.bflops: float = 0.0
+        # Options Darknet's parser reads for every layer; only dontload matters at inference (the layer
+        # then reads nothing from .weights and keeps its initial values).
+        self.dontload = bool(section.int("dontload", 0))
+        for key in COMMON_OPTIONS + self.training_options:
+            if key in section.options:
+                section.options[key].used = True
         self.setup(section, ctx)
 
     # ----- to implement ------------------------------------------------------------------------
@@ -126,7 +140,8 @@ class Layer:
 
     @property
     def params(self) -> int:
-        return int(sum(int(np.prod(shape)) for _, shape in self.weight_arrays()))
+        # math.prod on Python ints: np.prod would wrap around in int64 for absurd cfg sizes
+        return sum(math.prod(int(n) for n in shape) for _, shape in self.weight_arrays())
 
     def describe(self) -> str:
         """Short text for the summary table's 'filters / size' column."""

@@ -1,0 +1,738 @@
+"""Seeded mutation fuzzing of the cfg parser, the graph builder and the weights reader.
+
+Used by ``tests/test_fuzz.py`` (a bounded run in the suite) and ``tools/fuzz.py`` (long runs). Input ``i`` of
+a run is a pure function of ``(corpus, seed, i)``, so a crash or hang is reproduced from its index alone; the
+tool also saves the mutated files.
+
+The contract checked: whatever bytes are given as cfg and weights, darkcsp either works or raises a
+``DarkcspError``, within a time bound, without allocating memory the size estimate did not allow.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import lzma
+import random
+import re
+import signal
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+#: Small cfgs written for the fuzzer (not taken from anywhere): the corpus when the conformance data is absent.
+SEED_CFGS: Dict[str, str] = {
+    "seed-detector": """
+[net]
+width=32
+height=32
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=mish
+
+[route]
+layers=-1
+groups=2
+group_id=1
+
+[convolutional]
+filters=8
+size=1
+stride=1
+pad=1
+activation=linear
+
+[route]
+layers=-1,-3
+
+[shortcut]
+from=-3
+activation=linear
+
+[convolutional]
+filters=21
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=2,3, 4,5, 6,7, 8,9
+classes=2
+num=4
+scale_x_y=1.05
+
+[route]
+layers=-4
+
+[upsample]
+stride=2
+
+[route]
+layers=-1,0
+
+[convolutional]
+filters=21
+size=1
+stride=1
+pad=1
+activation=logistic
+
+[yolo]
+mask=1,2,3
+anchors=2,3, 4,5, 6,7, 8,9
+classes=2
+num=4
+new_coords=1
+""",
+    "seed-classifier": """
+[net]
+width=16
+height=16
+channels=3
+
+[convolutional]
+filters=8
+size=3
+stride=2
+pad=1
+groups=1
+activation=relu
+
+[local_avgpool]
+size=2
+stride=1
+
+[convolutional]
+filters=8
+size=3
+stride=1
+pad=1
+groups=8
+dilation=2
+activation=swish
+
+[avgpool]
+
+[connected]
+output=10
+activation=linear
+
+[batchnorm]
+
+[softmax]
+groups=1
+
+[cost]
+type=sse
+""",
+    "seed-attention": """
+[net]
+width=16
+height=16
+channels=3
+
+[convolutional]
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+maxpool_depth=1
+out_channels=4
+
+[convolutional]
+filters=16
+size=1
+stride=1
+pad=1
+activation=logistic
+
+[sam]
+from=-3
+
+[avgpool]
+
+[convolutional]
+filters=16
+size=1
+stride=1
+activation=logistic
+
+[scale_channels]
+from=-3
+
+[shortcut]
+from=-2,-4
+weights_type=per_channel
+weights_normalization=softmax
+
+[implicit]
+filters=16
+type=implicit_add
+
+[reorg3d]
+stride=2
+
+[reorg]
+stride=2
+
+[convolutional]
+filters=30
+size=1
+stride=1
+activation=linear
+
+[region]
+anchors=1,1, 2,2
+classes=10
+coords=4
+num=2
+softmax=1
+""",
+    "seed-misc": """
+[net]
+width=20
+height=20
+channels=1
+
+[crop]
+crop_width=16
+crop_height=16
+
+[convolutional]
+filters=4
+size=3
+stride_x=2
+stride_y=1
+pad=1
+activation=relu6
+
+[activation]
+activation=hardtan
+
+[lrn]
+size=3
+alpha=0.0001
+beta=0.75
+kappa=1
+
+[dropout]
+probability=.5
+
+[upsample]
+stride=-2
+
+[empty]
+
+[local]
+filters=2
+size=3
+stride=1
+pad=1
+activation=linear
+
+[convolutional]
+filters=15
+size=1
+stride=1
+activation=linear
+
+[Gaussian_yolo]
+mask=0
+anchors=1,1, 3,3
+classes=2
+num=2
+""",
+    "seed-yolov1": """
+[net]
+width=14
+height=14
+channels=3
+
+[convolutional]
+filters=4
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[connected]
+output=294
+activation=linear
+
+[detection]
+classes=2
+coords=4
+rescore=1
+side=7
+num=2
+softmax=0
+sqrt=1
+""",
+}
+
+#: values a number is replaced with
+_NUMBERS = ["0", "-1", "-2", "1", "2", "3", "4", "7", "31", "64", "1000", "100000", "1000000", "1000000000",
+            "2147483647", "2147483648", "4294967296", "9223372036854775808", "1e30", "1e400", "-1e400", "0.5",
+            "1.5", "-0.5", "1e-9", "nan", "inf", "-inf", "abc", ",", "1,,2", "#", "0x10", "1.0", "+3", "-0",
+            "3#x", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16", "99999999999999999999999999999999999", "", "="]
+_STRINGS = ["leaky", "linear", "logistic", "mish", "swish", "relu6", "hard_mish", "normalize_channels",
+            "normalize_channels_softmax", "gelu", "tanh", "selu", "elu", "loggy", "relie", "plse", "ramp",
+            "lhtan", "stair", "hardtan", "per_channel", "per_feature", "none", "relu", "softmax", "greedynms",
+            "diounms", "cornersnms", "implicit_add", "implicit_mul", "sse", "nonsense", "", "é", "\x00"]
+_SECTIONS = ["net", "network", "convolutional", "conv", "connected", "conn", "local", "batchnorm", "activation",
+             "normalization", "lrn", "implicit", "maxpool", "max", "local_avgpool", "local_avg", "avgpool", "avg",
+             "route", "shortcut", "upsample", "reorg3d", "reorg", "sam", "scale_channels", "softmax", "soft",
+             "crop", "dropout", "empty", "silence", "cost", "contrastive", "yolo", "Gaussian_yolo", "region",
+             "detection", "rnn", "deconvolutional", "logistic", "nonsense"]
+_BYTES = [b"\x00", b"\xff", b"\xfe\xff", b"\xc3", b"\xe2\x82", b"[", b"]", b"=", b",", b"#", b";", b"\n", b"\r",
+          b"\t", b" ", b"-", b"0", b"9", b".", b"\x80\x81", "é".encode(), b"[net]\n", b"[route]\nlayers=\n"]
+_NUM_RE = re.compile(rb"[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?")
+
+
+@dataclass
+class CorpusEntry:
+    name: str
+    cfg: bytes
+    dialect: str = "alexeyab"
+    #: float32 count the unmutated cfg needs in a .weights file (None if the cfg itself does not build)
+    params: Optional[int] = None
+
+
+@dataclass
+class FuzzInput:
+    index: int
+    base: str
+    cfg: bytes
+    weights: Optional[bytes]
+    dialect: str
+    ops: List[str] = field(default_factory=list)
+
+
+def load_corpus(conformance_root: Optional[Path] = None, seeds: bool = True) -> List[CorpusEntry]:
+    """The seed cfgs above plus, if given and present, the conformance cfgs (cases/*/model.cfg, shapes/*.cfg)."""
+    out = [CorpusEntry(name, text.lstrip().encode()) for name, text in SEED_CFGS.items()] if seeds else []
+    if conformance_root is not None and Path(conformance_root).is_dir():
+        root = Path(conformance_root)
+        for p in sorted(root.glob("cases/*/model.cfg")):
+            out.append(CorpusEntry(p.parent.name, p.read_bytes(),
+                                   "pjreddie" if p.parent.name.startswith("pj-") else "alexeyab"))
+        for p in sorted(root.glob("shapes/*.cfg")):
+            out.append(CorpusEntry(p.stem, p.read_bytes(), "pjreddie" if p.stem.startswith("pjreddie") else "alexeyab"))
+    return out
+
+
+def measure_params(corpus: Sequence[CorpusEntry], workdir: Path, max_memory_gb: float = 2.0) -> None:
+    """Fill in ``params`` for every entry whose unmutated cfg builds (so that matching weights can be made)."""
+    from .errors import DarkcspError
+    from .graph import load_graph
+    for entry in corpus:
+        p = Path(workdir) / "corpus.cfg"
+        p.write_bytes(entry.cfg)
+        try:
+            entry.params = load_graph(p, dialect=entry.dialect, max_memory_gb=max_memory_gb).params_total
+        except (DarkcspError, NotImplementedError, AttributeError, TypeError):
+            # layers still being written may fail here; such entries are fuzzed without weights
+            entry.params = None
+
+
+def weights_for(params: int, seed: int = 0, major: int = 0, minor: int = 2, revision: int = 5) -> bytes:
+    """A syntactically valid .weights file holding ``params`` float32 values (deterministic, not all zero)."""
+    head = struct.pack("<iii", major, minor, revision)
+    head += struct.pack("<Q" if major * 10 + minor >= 2 else "<I", seed)
+    body = bytearray(4 * params)
+    # a few non-zero values; parsing must not care what they are
+    for k in range(0, len(body), 4096):
+        body[k:k + 4] = struct.pack("<f", ((k * 2654435761 + seed) % 1000) / 500.0 - 1.0)
+    return head + bytes(body)
+
+
+# ----- cfg mutations ---------------------------------------------------------------------------------------
+def _lines(data: bytes) -> List[bytes]:
+    return data.split(b"\n")
+
+
+def _section_starts(lines: List[bytes]) -> List[int]:
+    return [i for i, l in enumerate(lines) if l.strip().startswith(b"[")]
+
+
+def _random_number(rng: random.Random) -> bytes:
+    r = rng.random()
+    if r < 0.7:
+        return rng.choice(_NUMBERS).encode()
+    if r < 0.9:
+        return str(rng.randint(-10, 1000)).encode()
+    return repr(rng.uniform(-10, 10)).encode()
+
+
+def _m_delete_line(data: bytes, rng: random.Random) -> bytes:
+    lines = _lines(data)
+    del lines[rng.randrange(len(lines))]
+    return b"\n".join(lines)
+
+
+def _m_duplicate_line(data: bytes, rng: random.Random) -> bytes:
+    lines = _lines(data)
+    i = rng.randrange(len(lines))
+    j = i + 1 if rng.random() < 0.5 else rng.randrange(len(lines) + 1)
+    lines.insert(j, lines[i])
+    return b"\n".join(lines)
+
+
+def _m_number(data: bytes, rng: random.Random) -> bytes:
+    nums = list(_NUM_RE.finditer(data))
+    if not nums:
+        return _m_insert_option(data, rng)
+    m = rng.choice(nums)
+    return data[:m.start()] + _random_number(rng) + data[m.end():]
+
+
+def _m_value(data: bytes, rng: random.Random) -> bytes:
+    """Replace a whole option value with a number, a string or another line's value."""
+    lines = _lines(data)
+    idx = [i for i, l in enumerate(lines) if b"=" in l and not l.lstrip().startswith((b"#", b";"))]
+    if not idx:
+        return _m_insert_option(data, rng)
+    i = rng.choice(idx)
+    key = lines[i].split(b"=", 1)[0]
+    r = rng.random()
+    if r < 0.4:
+        value = _random_number(rng)
+    elif r < 0.7:
+        value = rng.choice(_STRINGS).encode()
+    else:
+        value = lines[rng.choice(idx)].split(b"=", 1)[1]
+    lines[i] = key + b"=" + value
+    return b"\n".join(lines)
+
+
+def _m_key(data: bytes, rng: random.Random) -> bytes:
+    """Rename an option to another option name of the file (stride -> size, ...)."""
+    lines = _lines(data)
+    idx = [i for i, l in enumerate(lines) if b"=" in l]
+    if len(idx) < 2:
+        return _m_delete_line(data, rng)
+    i, j = rng.choice(idx), rng.choice(idx)
+    lines[i] = lines[j].split(b"=", 1)[0] + b"=" + lines[i].split(b"=", 1)[1]
+    return b"\n".join(lines)
+
+
+def _known_keys(data: bytes) -> List[bytes]:
+    keys = {l.split(b"=", 1)[0].strip() for l in _lines(data) if b"=" in l}
+    return sorted(keys | {b"layers", b"from", b"groups", b"group_id", b"mask", b"anchors", b"num", b"classes",
+                          b"filters", b"size", b"stride", b"pad", b"padding", b"dilation", b"stride_x",
+                          b"stride_y", b"output", b"batch_normalize", b"weights_type", b"maxpool_depth",
+                          b"out_channels", b"share_index", b"antialiasing", b"coords", b"side", b"reverse",
+                          b"scale_wh", b"inputs", b"width", b"height", b"channels", b"dontload", b"xnor",
+                          b"flipped", b"crop_width", b"crop_height", b"atoms", b"new_coords", b"binary"})
+
+
+def _m_insert_option(data: bytes, rng: random.Random) -> bytes:
+    lines = _lines(data)
+    key = rng.choice(_known_keys(data))
+    value = _random_number(rng) if rng.random() < 0.7 else rng.choice(_STRINGS).encode()
+    lines.insert(rng.randrange(len(lines) + 1), key + b"=" + value)
+    return b"\n".join(lines)
+
+
+def _blocks(lines: List[bytes]) -> Tuple[List[bytes], List[List[bytes]]]:
+    starts = _section_starts(lines)
+    if not starts:
+        return lines, []
+    head = lines[:starts[0]]
+    blocks = [lines[s:e] for s, e in zip(starts, starts[1:] + [len(lines)])]
+    return head, blocks
+
+
+def _join(head: List[bytes], blocks: List[List[bytes]]) -> bytes:
+    return b"\n".join(head + [l for b in blocks for l in b])
+
+
+def _m_swap_sections(data: bytes, rng: random.Random) -> bytes:
+    head, blocks = _blocks(_lines(data))
+    if len(blocks) < 2:
+        return _m_delete_line(data, rng)
+    i, j = rng.randrange(len(blocks)), rng.randrange(len(blocks))
+    if rng.random() < 0.5:
+        j = min(len(blocks) - 1, i + 1)
+    blocks[i], blocks[j] = blocks[j], blocks[i]
+    return _join(head, blocks)
+
+
+def _m_delete_section(data: bytes, rng: random.Random) -> bytes:
+    head, blocks = _blocks(_lines(data))
+    if len(blocks) < 2:
+        return _m_delete_line(data, rng)
+    del blocks[rng.randrange(1 if rng.random() < 0.95 else 0, len(blocks))]
+    return _join(head, blocks)
+
+
+def _m_duplicate_section(data: bytes, rng: random.Random) -> bytes:
+    head, blocks = _blocks(_lines(data))
+    if not blocks:
+        return _m_duplicate_line(data, rng)
+    i = rng.randrange(len(blocks))
+    blocks.insert(rng.randrange(1, len(blocks) + 1), list(blocks[i]))
+    return _join(head, blocks)
+
+
+def _m_rename_section(data: bytes, rng: random.Random) -> bytes:
+    lines = _lines(data)
+    starts = _section_starts(lines)
+    if not starts:
+        return _m_insert_bytes(data, rng)
+    i = rng.choice(starts[1:] or starts)
+    lines[i] = b"[" + rng.choice(_SECTIONS).encode() + b"]"
+    return b"\n".join(lines)
+
+
+def _m_truncate(data: bytes, rng: random.Random) -> bytes:
+    return data[:rng.randrange(len(data) + 1)]
+
+
+def _m_insert_bytes(data: bytes, rng: random.Random) -> bytes:
+    pos = rng.randrange(len(data) + 1)
+    if rng.random() < 0.6:
+        ins = rng.choice(_BYTES)
+    else:
+        ins = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+    return data[:pos] + ins + data[pos:]
+
+
+def _m_flip_byte(data: bytes, rng: random.Random) -> bytes:
+    if not data:
+        return b"\x00"
+    b = bytearray(data)
+    b[rng.randrange(len(b))] = rng.randrange(256)
+    return bytes(b)
+
+
+CFG_MUTATIONS: List[Tuple[str, Callable[[bytes, random.Random], bytes], float]] = [
+    ("delete_line", _m_delete_line, 1.0),
+    ("duplicate_line", _m_duplicate_line, 1.0),
+    ("number", _m_number, 4.0),
+    ("value", _m_value, 1.5),
+    ("key", _m_key, 0.7),
+    ("insert_option", _m_insert_option, 1.5),
+    ("swap_sections", _m_swap_sections, 1.0),
+    ("delete_section", _m_delete_section, 1.0),
+    ("duplicate_section", _m_duplicate_section, 0.7),
+    ("rename_section", _m_rename_section, 1.0),
+    ("truncate", _m_truncate, 0.4),
+    ("insert_bytes", _m_insert_bytes, 0.6),
+    ("flip_byte", _m_flip_byte, 0.3),
+]
+
+
+# ----- weights mutations -----------------------------------------------------------------------------------
+def _w_truncate(data: bytes, rng: random.Random) -> bytes:
+    if rng.random() < 0.3:
+        return data[:rng.randrange(min(len(data), 24) + 1)]
+    return data[:rng.randrange(len(data) + 1)]
+
+
+def _w_extend(data: bytes, rng: random.Random) -> bytes:
+    n = rng.choice([1, 2, 3, 4, 8, 12, 4 * rng.randint(1, 1000)])
+    return data + bytes(rng.randrange(256) for _ in range(min(n, 64))) + bytes(max(0, n - 64))
+
+
+def _w_header(data: bytes, rng: random.Random) -> bytes:
+    b = bytearray(data.ljust(12, b"\x00"))
+    k = rng.randrange(3)
+    v = rng.choice([0, 1, 2, 5, 9, 10, 1000, 1001, 1002, 99999, 100000, -1, -1000, 2 ** 31 - 1, -2 ** 31,
+                    rng.randint(-2 ** 31, 2 ** 31 - 1)])
+    b[4 * k:4 * k + 4] = struct.pack("<i", v)
+    return bytes(b)
+
+
+def _w_flip(data: bytes, rng: random.Random) -> bytes:
+    return _m_flip_byte(data, rng)
+
+
+def _w_insert(data: bytes, rng: random.Random) -> bytes:
+    pos = rng.randrange(len(data) + 1)
+    return data[:pos] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 7))) + data[pos:]
+
+
+def _w_compress(data: bytes, rng: random.Random) -> bytes:
+    packed = lzma.compress(data, preset=0) if rng.random() < 0.5 else gzip.compress(data, compresslevel=1)
+    if rng.random() < 0.5:
+        packed = packed[:rng.randrange(len(packed) + 1)]
+    elif rng.random() < 0.5:
+        packed = _m_flip_byte(packed, rng)
+    return packed
+
+
+def _w_nan(data: bytes, rng: random.Random) -> bytes:
+    if len(data) < 28:
+        return data
+    b = bytearray(data)
+    pos = 20 + 4 * rng.randrange((len(data) - 20) // 4)
+    b[pos:pos + 4] = struct.pack("<f", rng.choice([float("nan"), float("inf"), -float("inf"), 1e38]))
+    return bytes(b)
+
+
+WEIGHTS_MUTATIONS: List[Tuple[str, Callable[[bytes, random.Random], bytes], float]] = [
+    ("w_truncate", _w_truncate, 2.0),
+    ("w_extend", _w_extend, 1.5),
+    ("w_header", _w_header, 2.0),
+    ("w_flip", _w_flip, 0.5),
+    ("w_insert", _w_insert, 1.0),
+    ("w_compress", _w_compress, 0.5),
+    ("w_nan", _w_nan, 0.3),
+]
+
+
+def _pick(rng: random.Random, table):
+    names, funcs, weights = zip(*table)
+    k = rng.choices(range(len(table)), weights=weights)[0]
+    return names[k], funcs[k]
+
+
+#: weights files are generated only for cfgs needing at most this many floats (keeps each input fast)
+MAX_WEIGHTS_PARAMS = 3_000_000
+
+
+def make_input(corpus: Sequence[CorpusEntry], seed: int, index: int) -> FuzzInput:
+    """Input ``index`` of the run ``seed``: a corpus cfg with 1-4 stacked mutations and maybe a weights file."""
+    rng = random.Random(seed * 1_000_003 + index)
+    entry = corpus[rng.randrange(len(corpus))]
+    ops: List[str] = []
+    cfg = entry.cfg
+    mode = rng.random()
+    with_weights = entry.params is not None and entry.params <= MAX_WEIGHTS_PARAMS
+    if mode < 0.3 and with_weights:
+        mutate_cfg, mutate_weights = False, True
+    elif mode < 0.65 and with_weights:
+        mutate_cfg, mutate_weights = True, rng.random() < 0.3
+    else:
+        mutate_cfg, mutate_weights = True, False
+        with_weights = with_weights and rng.random() < 0.2
+    if mutate_cfg:
+        for _ in range(rng.choice([1, 1, 1, 2, 2, 3, 4])):
+            name, f = _pick(rng, CFG_MUTATIONS)
+            cfg = f(cfg, rng)
+            ops.append(name)
+    weights: Optional[bytes] = None
+    if with_weights:
+        r = rng.random()
+        if r < 0.1:
+            weights = weights_for(entry.params, index, major=1, minor=0, revision=0)
+            ops.append("w_old_header")
+        elif r < 0.15:
+            weights = cfg
+            ops.append("w_is_cfg")
+        elif r < 0.2:
+            others = [e for e in corpus if e.params is not None and e.params <= MAX_WEIGHTS_PARAMS]
+            other = others[rng.randrange(len(others))]
+            weights = weights_for(other.params, index)
+            ops.append(f"w_of:{other.name}")
+        else:
+            weights = weights_for(entry.params, index)
+        if mutate_weights:
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                name, f = _pick(rng, WEIGHTS_MUTATIONS)
+                weights = f(weights, rng)
+                ops.append(name)
+    dialect = entry.dialect if rng.random() < 0.9 else ("pjreddie" if entry.dialect == "alexeyab" else "alexeyab")
+    return FuzzInput(index, entry.name, cfg, weights, dialect, ops)
+
+
+# ----- running one input -----------------------------------------------------------------------------------
+class FuzzHang(Exception):
+    """An input took longer than the per-input time bound."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise FuzzHang in the main thread after ``seconds`` (SIGALRM; checked between Python bytecodes)."""
+    if seconds <= 0 or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def _alarm(signum, frame):
+        raise FuzzHang(f"no result after {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+#: random initial weights are made only for graphs up to this many parameters (Model without .weights)
+MAX_INIT_PARAMS = 2_000_000
+
+
+def run_input(inp: FuzzInput, workdir: Path, max_memory_gb: float = 1.0) -> str:
+    """Parse ``inp`` as darkcsp would: cfg -> graph (+ summary text), weights against the graph, random init.
+
+    Returns a short outcome ("ok", "ok+weights", or the DarkcspError class name); any other exception
+    propagates (that is a crash)."""
+    from .errors import DarkcspError
+    from .graph import load_graph
+    from .model import random_weights
+    from .weights import read_weights
+    workdir = Path(workdir)
+    cfg_path = workdir / "fuzz.cfg"
+    cfg_path.write_bytes(inp.cfg)
+    try:
+        graph = load_graph(cfg_path, dialect=inp.dialect, max_memory_gb=max_memory_gb)
+        for layer in graph.layers:
+            layer.describe()
+        graph.params_total, graph.bflops_total, graph.output_indices(), graph.consumers()
+        outcome = "ok"
+        if inp.weights is not None:
+            w_path = workdir / "fuzz.weights"
+            w_path.write_bytes(inp.weights)
+            wf = read_weights(w_path, graph)
+            if len(wf.layers) != len(graph.layers):
+                raise AssertionError("read_weights returned the wrong number of layers")
+            outcome = "ok+weights"
+        elif graph.params_total <= MAX_INIT_PARAMS:
+            random_weights(graph)
+    except DarkcspError as e:
+        if not str(e):
+            raise AssertionError(f"{type(e).__name__} with an empty message") from e
+        return type(e).__name__
+    return outcome
+
+
+def save_input(inp: FuzzInput, folder: Path, note: str = "") -> Path:
+    """Write ``inp`` (cfg, weights, description) to ``folder/<index>/`` for reproduction."""
+    d = Path(folder) / f"{inp.index:08d}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "model.cfg").write_bytes(inp.cfg)
+    if inp.weights is not None:
+        (d / "model.weights").write_bytes(inp.weights)
+    (d / "README.txt").write_text(
+        f"base: {inp.base}\ndialect: {inp.dialect}\nmutations: {', '.join(inp.ops)}\n{note}\n"
+        f"reproduce: darkcsp summary --cfg model.cfg --dialect {inp.dialect}"
+        + (" (then read model.weights against it)" if inp.weights is not None else "") + "\n")
+    return d

@@ -1,0 +1,413 @@
+"""User mistakes end as one clear line `darkcsp: error: <file:line [section] option>: <what was expected>` and a
+distinct exit code per error class: never a traceback, never a half-written output file."""
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from darkcsp import errors
+from darkcsp.cli import main
+from darkcsp.errors import CfgError, DarkcspError, ImageError, ResourceError, UnsupportedError, WeightsError
+from darkcsp.fileio import atomic_path, atomic_write_bytes
+
+from conftest import REPO
+
+CLASSES = [CfgError, WeightsError, ImageError, UnsupportedError, ResourceError]
+
+# line numbers below are referred to by the tests: keep the layout
+BASE = """\
+[net]
+width=16
+height=16
+channels=3
+
+[convolutional]
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[route]
+layers=-1,-2
+
+[shortcut]
+from=-3
+activation=linear
+
+[convolutional]
+filters=16
+size=1
+stride=1
+activation=logistic
+
+[sam]
+from=-2
+
+[convolutional]
+filters=21
+size=1
+stride=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=1,2, 3,4, 5,6
+classes=2
+num=3
+"""
+# BASE line numbers of interesting options
+L = {"width": 2, "filters0": 7, "size0": 8, "stride0": 9, "layers": 21, "from": 24, "sam_from": 34, "mask": 43,
+     "route": 20, "conv0": 6}
+BASE_PARAMS = (8 + 8 * 3 * 9) + (8 + 8 * 8 * 9) + (16 + 16 * 16) + (21 + 21 * 16)
+
+
+def sub(text: str, old: str, new: str, count: int = 1) -> str:
+    assert text.count(old) >= count, old
+    return text.replace(old, new, count)
+
+
+def cli(argv, capsys):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(err: str) -> str:
+    lines = [l for l in err.splitlines() if l.startswith("darkcsp: error: ")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    return lines[0][len("darkcsp: error: "):]
+
+
+def write(tmp_path: Path, name: str, data) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return p
+
+
+def header(major=0, minor=2, revision=5) -> bytes:
+    return struct.pack("<iiiQ", major, minor, revision, 0)
+
+
+# ----- the hierarchy -----------------------------------------------------------------------------------------
+def test_classes_have_distinct_nonzero_exit_codes():
+    codes = [c.exit_code for c in CLASSES]
+    assert len(set(codes)) == len(codes) and all(c not in (0, 1) for c in codes)
+    assert all(issubclass(c, DarkcspError) for c in CLASSES)
+    assert DarkcspError.exit_code == 1
+
+
+def test_message_format_names_every_location_part():
+    e = CfgError("expected an integer", file="a.cfg", line=3, section="convolutional", option="size")
+    assert str(e) == "a.cfg:3 [convolutional] option 'size': expected an integer"
+    assert str(WeightsError("too short", file="w.weights", offset=20)) == "w.weights byte offset 20: too short"
+    assert str(ImageError("cannot decode")) == "cannot decode"
+    assert errors.DarkcspError("x").message == "x"
+
+
+# ----- cfg mistakes through `darkcsp summary` ----------------------------------------------------------------
+def test_base_cfg_is_valid(tmp_path, capsys):
+    code, out, err = cli(["summary", "--cfg", write(tmp_path, "net.cfg", BASE), "--json"], capsys)
+    assert code == 0, err
+    import json
+    assert json.loads(out)["params_total"] == BASE_PARAMS
+
+
+CFG_CASES = {
+    # id: (cfg bytes/text, error class, line or None, words in the message)
+    "empty": (b"", CfgError, None, ["empty"]),
+    "blank": (b"\n  \n\t\n", CfgError, None, ["empty"]),
+    "comments-only": ("# nothing\n;\n", CfgError, None, ["no sections", "[net]"]),
+    "no-net": (BASE.replace("[net]", "[convolutional]", 1), CfgError, 1, ["first section must be [net]"]),
+    "net-only": ("[net]\nwidth=8\nheight=8\nchannels=3\n", CfgError, 1, ["no layers"]),
+    "net-twice": (BASE + "\n[net]\nwidth=8\n", CfgError, 47, ["[net] may appear only once"]),
+    "garbage": (bytes(range(1, 32)) * 50, CfgError, None, ["binary"]),
+    "weights-as-cfg": (header() + np.zeros(100, "<f4").tobytes(), CfgError, None, ["binary", "NUL"]),
+    "png-as-cfg": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200), CfgError, None, ["binary"]),
+    "bom": (b"\xef\xbb\xbf" + BASE.encode(), CfgError, 1, ["byte-order mark"]),
+    "no-input-size": (sub(sub(BASE, "width=16", "width=0"), "height=16", "height=0"), CfgError, 1,
+                      ["No input parameters"]),
+    "negative-width": (sub(BASE, "width=16", "width=-16"), CfgError, None, ["width=-16", "positive"]),
+    "filters-0": (sub(BASE, "filters=8", "filters=0"), CfgError, L["filters0"], ["filters=0", "option 'filters'"]),
+    "filters-neg": (sub(BASE, "filters=8", "filters=-3"), CfgError, L["filters0"], ["filters=-3"]),
+    "size-0": (sub(BASE, "size=3", "size=0"), CfgError, L["size0"], ["size=0", "option 'size'"]),
+    "stride-0": (sub(BASE, "stride=1", "stride=0"), CfgError, L["stride0"], ["stride", "option 'stride'"]),
+    "filters-text": (sub(BASE, "filters=8", "filters=8x"), CfgError, L["filters0"], ["expected an integer", "8x"]),
+    "size-inf": (sub(BASE, "size=3", "size=1e400"), CfgError, L["size0"], ["expected an integer"]),
+    "route-forward": (sub(BASE, "layers=-1,-2", "layers=-1,5"), CfgError, L["layers"],
+                      ["layers=5", "later layer", "option 'layers'"]),
+    "route-self": (sub(BASE, "layers=-1,-2", "layers=2"), CfgError, L["layers"], ["itself"]),
+    "route-before-0": (sub(BASE, "layers=-1,-2", "layers=-1,-9"), CfgError, L["layers"], ["layers=-9"]),
+    "route-trailing-comma": (sub(BASE, "layers=-1,-2", "layers=-1,"), CfgError, L["layers"], ["trailing comma"]),
+    "shortcut-forward": (sub(BASE, "from=-3", "from=7"), CfgError, L["from"], ["from=7", "option 'from'"]),
+    "shortcut-self": (sub(BASE, "from=-3", "from=3"), CfgError, L["from"], ["itself"]),
+    "shortcut-out-of-range": (sub(BASE, "from=-3", "from=-30"), CfgError, L["from"], ["from=-30"]),
+    "sam-forward": (sub(BASE, "from=-2", "from=9"), CfgError, L["sam_from"], ["from=9", "option 'from'"]),
+    "sam-self": (sub(BASE, "from=-2", "from=0\n", 1).replace("[sam]\nfrom=0", "[sam]\nfrom=5"), CfgError,
+                 L["sam_from"], ["itself"]),
+    "route-groups": (sub(BASE, "layers=-1,-2", "layers=-1,-2\ngroups=3"), CfgError, L["layers"] + 1,
+                     ["groups=3", "option 'groups'"]),
+    "conv-groups": (sub(BASE, "filters=8\nsize=3", "filters=8\ngroups=2\nsize=3"), CfgError, L["filters0"] + 1,
+                    ["groups=2", "option 'groups'"]),
+    "mask-beyond-anchors": (sub(BASE, "mask=0,1,2", "mask=0,1,3"), CfgError, L["mask"], ["mask", "3"]),
+    "unknown-section": (sub(BASE, "[sam]", "[samm]"), CfgError, 33, ["unknown layer type [samm]"]),
+    "unsupported-section": (sub(BASE, "[sam]\nfrom=-2", "[lstm]\noutput=4"), UnsupportedError, 33, ["lstm"]),
+    "option-before-section": ("width=3\n" + BASE, CfgError, 1, ["before the first [section]"]),
+    "malformed-header": (sub(BASE, "[route]", "[route] # concat"), CfgError, L["route"], ["malformed section"]),
+    "no-equals": (sub(BASE, "stride=1", "stride 1"), CfgError, L["stride0"], ["expected key=value"]),
+    "huge-width": (sub(sub(BASE, "width=16", "width=100000"), "height=16", "height=100000"), ResourceError,
+                   L["conv0"], ["GiB", "DARKCSP_MAX_MEMORY_GB"]),
+    "huge-filters": (sub(BASE, "filters=8", "filters=1000000000"), ResourceError, L["conv0"], ["GiB"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CFG_CASES))
+def test_cfg_mistakes(tmp_path, capsys, case):
+    data, cls, line, words = CFG_CASES[case]
+    p = write(tmp_path, "bad.cfg", data)
+    code, out, err = cli(["summary", "--cfg", p], capsys)
+    assert code == cls.exit_code, err
+    msg = error_line(err)
+    assert msg.startswith(str(p) + (f":{line} " if line is not None else "")), msg
+    for w in words:
+        assert w in msg, (w, msg)
+    assert out == ""
+
+
+def test_cfg_missing_file_and_directory(tmp_path, capsys):
+    code, _, err = cli(["summary", "--cfg", tmp_path / "nope.cfg"], capsys)
+    assert code == CfgError.exit_code and "nope.cfg: cfg file not found" in error_line(err)
+    code, _, err = cli(["summary", "--cfg", tmp_path], capsys)
+    assert code == CfgError.exit_code and "directory" in error_line(err)
+
+
+def test_non_utf8_cfg_warns_with_line_and_works(tmp_path, capsys):
+    p = write(tmp_path, "l1.cfg", BASE.replace("[route]", "# r\xe9sum\xe9\n[route]").encode("latin-1"))
+    code, out, err = cli(["summary", "--cfg", p], capsys)
+    assert code == 0, err
+    assert f"{p}:20" in err and "UTF-8" in err
+
+
+def test_duplicate_key_first_wins_and_warning_names_both_lines(tmp_path, capsys):
+    p = write(tmp_path, "dup.cfg", sub(BASE, "filters=8\nsize=3", "filters=8\nsize=3\nfilters=4"))
+    code, out, err = cli(["summary", "--cfg", p, "--json"], capsys)
+    assert code == 0, err
+    import json
+    assert json.loads(out)["layers"][0]["out_shape"][0] == 8  # the first 'filters' wins, as in Darknet
+    warn = [l for l in err.splitlines() if "duplicate" in l]
+    assert len(warn) == 1 and f"{p}:9" in warn[0] and "line 7" in warn[0] and "filters" in warn[0], err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(CfgError):
+        main(["summary", "--debug", "--cfg", str(tmp_path / "nope.cfg")])
+
+
+def test_no_traceback_for_user_mistakes_subprocess(tmp_path):
+    """The installed entry point (python -m darkcsp) prints one line, no traceback, for typical mistakes."""
+    bad = write(tmp_path, "bad.cfg", sub(BASE, "layers=-1,-2", "layers=-1,5"))
+    good = write(tmp_path, "good.cfg", BASE)
+    short = write(tmp_path, "short.weights", header() + bytes(40))
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 3, 16, 16), np.float32))
+    commands = [
+        (["summary", "--cfg", bad], CfgError),
+        (["summary", "--cfg", tmp_path / "missing.cfg"], CfgError),
+        (["run", "--cfg", good, "--weights", short, "--input", x, "--out", tmp_path / "o.npz"], WeightsError),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for argv, cls in commands:
+        r = subprocess.run([sys.executable, "-m", "darkcsp"] + [str(a) for a in argv], capture_output=True,
+                           text=True, timeout=120, env=env)
+        assert r.returncode == cls.exit_code, (argv, r.stderr)
+        assert "Traceback" not in r.stderr and r.stderr.count("darkcsp: error: ") == 1, r.stderr
+    assert not (tmp_path / "o.npz").exists()
+
+
+# ----- weights mistakes through `darkcsp run` and `darkcsp convert` ------------------------------------------
+@pytest.fixture
+def net(tmp_path):
+    cfg = write(tmp_path, "net.cfg", BASE)
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32))
+    return cfg, x
+
+
+WEIGHTS_CASES = {
+    "short": (header() + bytes(4 * (BASE_PARAMS - 1)), ["too short", "layer 5 [convolutional]", "byte offset"]),
+    "long": (header() + bytes(4 * (BASE_PARAMS + 3)), ["too long", "3 left over", f"byte offset {20 + 4 * BASE_PARAMS}"]),
+    "empty": (b"", ["0 bytes", "header"]),
+    "stray-bytes": (header() + bytes(4 * BASE_PARAMS + 2), ["stray bytes"]),
+    "bad-header": (struct.pack("<iii", -7, 2, 0) + bytes(8 + 4 * BASE_PARAMS), ["bad header", "major=-7"]),
+    "other-network": (header() + bytes(4 * 8858734), ["too long", "another cfg"]),
+    "cfg-as-weights": (BASE.encode(), ["weights"]),
+    "corrupt-xz": (b"\xfd7zXZ\x00" + bytes(100), ["corrupt compressed"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WEIGHTS_CASES))
+def test_weights_mistakes_run(tmp_path, capsys, net, case):
+    cfg, x = net
+    data, words = WEIGHTS_CASES[case]
+    w = write(tmp_path, "bad.weights", data)
+    out_npz = tmp_path / "out" / "o.npz"
+    code, out, err = cli(["run", "--cfg", cfg, "--weights", w, "--input", x, "--out", out_npz], capsys)
+    assert code == WeightsError.exit_code, err
+    msg = error_line(err)
+    assert msg.startswith(str(w)), msg
+    for word in words:
+        assert word in msg, (word, msg)
+    assert not out_npz.exists() and not (out_npz.parent.exists() and any(out_npz.parent.iterdir()))
+
+
+def test_weights_missing_run(tmp_path, capsys, net):
+    cfg, x = net
+    code, _, err = cli(["run", "--cfg", cfg, "--weights", tmp_path / "no.weights", "--input", x, "--out",
+                        tmp_path / "o.npz"], capsys)
+    assert code == WeightsError.exit_code and "no.weights: weights file not found" in error_line(err)
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_weights_mistake_convert_writes_nothing(tmp_path, capsys, net):
+    cfg, _ = net
+    w = write(tmp_path, "bad.weights", WEIGHTS_CASES["short"][0])
+    onnx_path = tmp_path / "m.onnx"
+    code, _, err = cli(["convert", "--cfg", cfg, "--weights", w, "-o", onnx_path], capsys)
+    assert code == WeightsError.exit_code and "too short" in error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.weights", "net.cfg", "x.npy"]
+
+
+def test_cfg_mistake_convert(tmp_path, capsys):
+    cfg = write(tmp_path, "bad.cfg", sub(BASE, "from=-3", "from=7"))
+    code, _, err = cli(["convert", "--cfg", cfg, "-o", tmp_path / "m.onnx"], capsys)
+    assert code == CfgError.exit_code and f"{cfg}:{L['from']}" in error_line(err)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_run_bad_input_file(tmp_path, capsys, net):
+    cfg, _ = net
+    for name, data in (("missing.npy", None), ("text.npy", b"hello"), ("shape.npy", "shape")):
+        p = tmp_path / name
+        if data == "shape":
+            np.save(p, np.zeros((1, 3, 8, 8), np.float32))
+        elif data is not None:
+            p.write_bytes(data)
+        code, _, err = cli(["run", "--cfg", cfg, "--input", p, "--out", tmp_path / "o.npz"], capsys)
+        assert code != 0 and str(p) in error_line(err), err
+    assert not (tmp_path / "o.npz").exists()
+
+
+# ----- unwritable outputs ------------------------------------------------------------------------------------
+def unwritable(tmp_path: Path) -> Path:
+    """A folder nobody can create: its parent is a regular file (works as root too)."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    return blocker / "sub"
+
+
+def test_run_unwritable_output_folder(tmp_path, capsys, net):
+    cfg, x = net
+    out_npz = unwritable(tmp_path) / "o.npz"
+    code, _, err = cli(["run", "--cfg", cfg, "--input", x, "--out", out_npz], capsys)
+    assert code == ResourceError.exit_code, err
+    assert str(out_npz) in error_line(err) and "cannot write" in error_line(err)
+
+
+def test_convert_unwritable_output_folder(tmp_path, capsys, net):
+    cfg, _ = net
+    out = unwritable(tmp_path) / "m.onnx"
+    code, _, err = cli(["convert", "--cfg", cfg, "--no-verify", "-o", out], capsys)
+    assert code == ResourceError.exit_code, err
+    assert str(out) in error_line(err)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_run_read_only_output_folder(tmp_path, capsys, net):
+    cfg, x = net
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        code, _, err = cli(["run", "--cfg", cfg, "--input", x, "--out", ro / "o.npz"], capsys)
+        assert code == ResourceError.exit_code and "ro" in error_line(err)
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o700)
+
+
+# ----- atomic outputs ------------------------------------------------------------------------------------------
+def test_atomic_path_failure_leaves_nothing_and_keeps_the_old_file(tmp_path):
+    target = tmp_path / "out.onnx"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("failed half way")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.onnx"]
+
+
+def test_atomic_path_interrupt_leaves_nothing(tmp_path):
+    target = tmp_path / "out.npz"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_creates_parents_and_replaces(tmp_path):
+    target = tmp_path / "a" / "b" / "c.json"
+    atomic_write_bytes(target, b"1")
+    atomic_write_bytes(target, b"2")
+    assert target.read_bytes() == b"2" and [p.name for p in target.parent.iterdir()] == ["c.json"]
+
+
+def test_atomic_write_unwritable(tmp_path):
+    with pytest.raises(ResourceError) as e:
+        atomic_write_bytes(unwritable(tmp_path) / "x.json", b"{}")
+    assert "x.json" in str(e.value) and e.value.exit_code == ResourceError.exit_code
+
+
+def test_interrupted_run_leaves_no_output(tmp_path, capsys, net, monkeypatch):
+    """Ctrl-C while the .npz is being written: exit 130, no file, no temp file."""
+    cfg, x = net
+    import numpy
+    real = numpy.savez
+
+    def interrupted(f, **arrays):
+        real(f, **arrays)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(numpy, "savez", interrupted)
+    out_dir = tmp_path / "out"
+    code, _, err = cli(["run", "--cfg", cfg, "--input", x, "--out", out_dir / "o.npz"], capsys)
+    assert code == 130 and "interrupted" in err
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_no_python_exception_names_in_messages(tmp_path, capsys):
+    """Messages are written for users: no 'ValueError', 'KeyError', 'NoneType' leaking through."""
+    msgs = []
+    for case in ("stride-0", "route-forward", "garbage", "mask-beyond-anchors", "conv-groups"):
+        p = write(tmp_path, f"{case}.cfg", CFG_CASES[case][0])
+        code, _, err = cli(["summary", "--cfg", p], capsys)
+        msgs.append(error_line(err))
+    for m in msgs:
+        assert not re.search(r"(Error|Exception|NoneType|Traceback)\b", m.split(": ", 1)[1]), m

@@ -1,0 +1,152 @@
+"""Seeded, bounded fuzzing: mutated cfgs and weights give a DarkcspError or work, never a crash or a hang.
+
+The corpus is the built-in seed cfgs of darkcsp._fuzz plus, when present, the conformance cfgs. Input i is a
+pure function of (corpus, seed, i): a failure message names the index, and
+``python tools/fuzz.py --seed S --start I --inputs 1`` saves that input for reproduction.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import pytest
+
+from darkcsp import _fuzz
+
+from conftest import REPO, conformance_root
+
+#: per-input bound (seconds): a parse that takes longer is a hang
+PER_INPUT_SECONDS = 3.0
+
+
+@contextlib.contextmanager
+def address_space_limit(extra_gb: float):
+    """Cap this process's address space at its current size + extra_gb, so a runaway allocation is a
+    MemoryError (a test failure) instead of the machine swapping or the OOM killer."""
+    try:
+        import resource
+        vm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
+        old = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (vm + int(extra_gb * 2 ** 30), old[1]))
+    except (ImportError, OSError, ValueError, StopIteration):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, old)
+
+
+@contextlib.contextmanager
+def quiet_darkcsp():
+    logger = logging.getLogger("darkcsp")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def fuzz(corpus, seed: int, n: int, workdir: Path):
+    _fuzz.measure_params(corpus, workdir)
+    failures, outcomes, slowest = [], collections.Counter(), (0.0, -1)
+    t0 = time.perf_counter()
+    with quiet_darkcsp(), address_space_limit(3.0):
+        for i in range(n):
+            inp = _fuzz.make_input(corpus, seed, i)
+            t = time.perf_counter()
+            try:
+                with _fuzz.time_limit(PER_INPUT_SECONDS):
+                    outcomes[_fuzz.run_input(inp, workdir)] += 1
+            except _fuzz.FuzzHang:
+                failures.append(f"input {i} ({inp.base}, {inp.ops}): HANG (> {PER_INPUT_SECONDS} s)")
+            except Exception as e:  # noqa: BLE001
+                tb = traceback.extract_tb(e.__traceback__)[-1]
+                failures.append(f"input {i} ({inp.base}, {inp.ops}): {type(e).__name__}: {e} "
+                                f"at {tb.filename}:{tb.lineno}")
+            slowest = max(slowest, (time.perf_counter() - t, i))
+    return failures, outcomes, time.perf_counter() - t0, slowest
+
+
+def _report(failures, outcomes, elapsed, slowest, n):
+    return (f"{len(failures)} of {n} inputs failed in {elapsed:.1f} s (slowest input {slowest[1]}: "
+            f"{slowest[0]:.2f} s; outcomes {dict(outcomes)}):\n" + "\n".join(failures[:15]))
+
+
+def test_fuzz_seed_cfgs_without_corpus(tmp_path):
+    """Works on a fresh clone: only the cfgs written in darkcsp/_fuzz.py."""
+    corpus = _fuzz.load_corpus(None)
+    n = 800
+    failures, outcomes, elapsed, slowest = fuzz(corpus, seed=11, n=n, workdir=tmp_path)
+    assert not failures, _report(failures, outcomes, elapsed, slowest, n)
+    # the seeds must exercise the whole pipeline, not just die in the parser
+    assert outcomes["ok"] + outcomes["ok+weights"] > n // 10, dict(outcomes)
+    assert outcomes["WeightsError"] > 0 and outcomes["CfgError"] > 0, dict(outcomes)
+
+
+def test_fuzz_corpus(tmp_path):
+    """2,000 inputs over the conformance cfgs (+ seeds); falls back to seeds only without the corpus."""
+    root = conformance_root()
+    corpus = _fuzz.load_corpus(root if root.is_dir() else None)
+    n = 2000
+    failures, outcomes, elapsed, slowest = fuzz(corpus, seed=1, n=n, workdir=tmp_path)
+    assert not failures, _report(failures, outcomes, elapsed, slowest, n)
+    assert sum(outcomes.values()) == n
+
+
+def test_seed_cfgs_build_unmutated(tmp_path):
+    corpus = _fuzz.load_corpus(None)
+    with quiet_darkcsp():
+        _fuzz.measure_params(corpus, tmp_path)
+    assert all(e.params is not None for e in corpus), [e.name for e in corpus if e.params is None]
+
+
+def test_inputs_are_reproducible_from_seed_and_index():
+    corpus = _fuzz.load_corpus(None)
+    for e in corpus:
+        e.params = 100
+    a = [_fuzz.make_input(corpus, 5, i) for i in range(50)]
+    b = [_fuzz.make_input(corpus, 5, i) for i in range(50)]
+    assert [(x.cfg, x.weights, x.ops) for x in a] == [(x.cfg, x.weights, x.ops) for x in b]
+    c = [_fuzz.make_input(corpus, 6, i) for i in range(50)]
+    assert [x.cfg for x in a] != [x.cfg for x in c]
+
+
+def test_every_mutation_is_used():
+    corpus = _fuzz.load_corpus(None)
+    for e in corpus:
+        e.params = 100
+    ops = collections.Counter(op.split(":")[0] for i in range(3000) for op in _fuzz.make_input(corpus, 3, i).ops)
+    names = {n for n, _, _ in _fuzz.CFG_MUTATIONS} | {n for n, _, _ in _fuzz.WEIGHTS_MUTATIONS}
+    assert names <= set(ops), names - set(ops)
+
+
+def test_time_limit_interrupts_a_loop():
+    with pytest.raises(_fuzz.FuzzHang):
+        with _fuzz.time_limit(0.2):
+            while True:
+                pass
+
+
+def test_fuzz_tool_runs_and_saves_reproducers(tmp_path):
+    out = tmp_path / "findings"
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "fuzz.py"), "--inputs", "60", "--seed", "3",
+                        "--no-corpus", "--out", str(out)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "60 tried" in r.stdout and "crashes: 0" in r.stdout and "hangs: 0" in r.stdout
+    assert not out.exists()
+    # a saved input has everything needed to reproduce it
+    corpus = _fuzz.load_corpus(None)
+    for e in corpus:
+        e.params = 10
+    d = _fuzz.save_input(_fuzz.make_input(corpus, 3, 7), out, "note")
+    assert (d / "model.cfg").exists() and "mutations" in (d / "README.txt").read_text()

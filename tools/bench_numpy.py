@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""Speed of the NumPy reference executor against NumPy's own sgemm on the same machine.
+
+For each network (random Darknet-like weights; the output values do not matter for speed) the executor is
+run ``--warmup`` times, then timed ``--runs`` times; the median is reported. Effective GFLOP/s = Darknet's
+BFLOPs for the network (what Darknet prints as "Total BFLOPS") / median time, and its ratio to the GFLOP/s of
+a large square float32 ``np.matmul`` (BLAS sgemm) measured in the same run. Prints a Markdown table.
+
+    python tools/bench_numpy.py [--runs 5] [--warmup 1] [--profile]
+
+``--profile`` adds the time per layer type (summed over the timed runs' median run).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import darkcsp  # noqa: E402
+from darkcsp.model import load  # noqa: E402
+
+CASES = Path(os.environ.get("DARKCSP_CONFORMANCE", REPO.parent / "shared" / "conformance")) / "cases"
+
+#: (label, cfg, width, height)
+NETWORKS: List[Tuple[str, Path, int, int]] = [
+    ("yolov4-tiny", CASES / "yolov4-tiny-coco" / "model.cfg", 416, 416),
+    ("csresnext50-panet-spp", CASES / "csresnext50-panet-spp-256" / "model.cfg", 512, 512),
+]
+
+
+def sgemm_gflops(n: int, runs: int = 5) -> float:
+    """GFLOP/s of an n x n float32 matmul (median of ``runs`` after one warmup)."""
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    np.matmul(a, b)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        np.matmul(a, b)
+        times.append(time.perf_counter() - t)
+    return 2.0 * n ** 3 / statistics.median(times) / 1e9
+
+
+def time_network(cfg: Path, width: int, height: int, runs: int, warmup: int, profile: bool):
+    model = load(cfg, width=width, height=height)
+    x = np.random.default_rng(0).random((1,) + tuple(model.graph.input_shape), dtype=np.float32)
+    per_type: Dict[str, List[float]] = defaultdict(list)
+    if profile:  # wrap each layer's forward to accumulate its time
+        for layer in model.graph.layers:
+            def timed(xs, w, _f=layer.forward, _t=layer.type):
+                t = time.perf_counter()
+                y = _f(xs, w)
+                per_type[_t].append(time.perf_counter() - t)
+                return y
+            layer.forward = timed
+    for _ in range(warmup):
+        model.forward(x)
+    per_type.clear()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        model.forward(x)
+        times.append(time.perf_counter() - t)
+    type_share = {k: sum(v) / runs for k, v in per_type.items()}
+    return model.graph.bflops_total, statistics.median(times), type_share
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--sgemm-size", type=int, nargs="+", default=[1024, 2048])
+    p.add_argument("--profile", action="store_true", help="also print the time per layer type")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # random-weights warnings are expected here
+
+    sgemm = {n: sgemm_gflops(n) for n in args.sgemm_size}
+    best = max(sgemm.values())
+    print(f"darkcsp {getattr(darkcsp, '__version__', '?')}, numpy {np.__version__}, "
+          f"{os.cpu_count()} CPUs, OMP/OPENBLAS threads={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}")
+    print()
+    print("| sgemm n | GFLOP/s |")
+    print("|---|---|")
+    for n, gf in sgemm.items():
+        print(f"| {n} | {gf:.1f} |")
+    print()
+    print("| network | input | Darknet BFLOPs | median time (s) | effective GFLOP/s | % of sgemm |")
+    print("|---|---|---|---|---|---|")
+    profiles = {}
+    for label, cfg, w, h in NETWORKS:
+        bf, t, share = time_network(cfg, w, h, args.runs, args.warmup, args.profile)
+        profiles[label] = (t, share)
+        print(f"| {label} | {w}x{h} | {bf:.3f} | {t:.3f} | {bf / t:.1f} | {100 * bf / t / best:.0f}% |")
+    if args.profile:
+        for label, (t, share) in profiles.items():
+            print()
+            print(f"{label}: time per layer type (s per forward)")
+            for k, v in sorted(share.items(), key=lambda kv: -kv[1]):
+                print(f"  {k:16s} {v:.4f}  ({100 * v / t:.0f}%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
