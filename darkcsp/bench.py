@@ -170,6 +170,8 @@ class BackendSpec:
     python: Optional[str] = None
     label: str = ""
     options: Dict[str, Any] = field(default_factory=dict)
+    #: timed runs for this backend when fewer than the bench's (a slow backend joins fewer, evenly spread blocks)
+    runs: Optional[int] = None
 
     def __post_init__(self):
         if not self.label:
@@ -406,9 +408,12 @@ def summarise(times: Sequence[float], batch: int, bflops: float) -> Dict[str, An
     }
 
 
-def block_ratios(blocks_a: Sequence[Sequence[float]], blocks_b: Sequence[Sequence[float]]) -> Dict[str, Any]:
-    """fps(a) / fps(b) per interleaved block (median of each block), summarised as median and p10..p90."""
-    r = [float(np.median(b)) / float(np.median(a)) for a, b in zip(blocks_a, blocks_b) if len(a) and len(b)]
+def block_ratios(blocks_a: Sequence[Tuple[int, Sequence[float]]], blocks_b: Sequence[Tuple[int, Sequence[float]]]
+                 ) -> Dict[str, Any]:
+    """fps(a) / fps(b) per interleaved block (median of each block; ``(block index, times)`` pairs, only blocks
+    both ran), summarised as median and p10..p90."""
+    b_by = {i: t for i, t in blocks_b}
+    r = [float(np.median(b_by[i])) / float(np.median(a)) for i, a in blocks_a if i in b_by and len(a) and len(b_by[i])]
     if not r:
         return {}
     return {"median": float(np.median(r)), "p10": _percentile(r, 10), "p90": _percentile(r, 90), "blocks": len(r)}
@@ -511,31 +516,41 @@ def _usable_cores() -> int:
 
 def _timed_rounds(config: BenchConfig, workers: List[Tuple[Dict[str, Any], "_Worker"]],
                   progress: Optional[Callable[[int, int, str], None]]) -> None:
-    """Interleave the timed runs in blocks; rotate the order each round so no backend always follows another."""
+    """Interleave the timed runs in blocks; rotate the order each round so no backend always follows another.
+    A backend with fewer runs (``BackendSpec.runs``) joins evenly spread blocks only."""
     live = [(e, w) for e, w in workers]
-    for e, _ in live:
-        e["times"], e["blocks"] = [], []
     block = max(1, config.block)
     runs = max(1, config.runs)
     n_blocks = math.ceil(runs / block)
-    total = runs * len(live)
+    plan: Dict[int, set] = {}
+    total = 0
+    for e, w in live:
+        e["times"], e["blocks"] = [], []
+        own = min(runs, w.spec.runs) if w.spec.runs else runs
+        k = max(1, math.ceil(own / block))
+        plan[id(e)] = set(np.linspace(0, n_blocks - 1, k).round().astype(int).tolist())
+        e["_left"] = own
+        total += own
     done = 0
     for b in range(n_blocks):
-        n = min(block, runs - b * block)
         k = b % max(1, len(live))
         for entry, worker in live[k:] + live[:k]:
-            if entry["status"] != "ok":
+            if entry["status"] != "ok" or b not in plan[id(entry)] or entry["_left"] <= 0:
                 continue
+            n = min(block, entry["_left"])
             try:
                 times = worker.call({"cmd": "time", "n": n})["times"]
             except WorkerError as e:
                 entry.update(status="failed", message=str(e))
                 continue
+            entry["_left"] -= n
             entry["times"].extend(times)
-            entry["blocks"].append(times)
+            entry["blocks"].append((b, times))
             done += n
             if progress:
                 progress(done, total, entry["label"])
+    for e, _ in live:
+        e.pop("_left", None)
 
 
 def _add_ratios(result: Dict[str, Any], entries: List[Dict[str, Any]], baseline: Optional[str]) -> None:
@@ -624,7 +639,10 @@ def format_agreement(a: Optional[Dict[str, Any]]) -> str:
 def to_json(result: Dict[str, Any], keep_times: bool = False) -> str:
     """JSON text of a result; per-run times are dropped unless ``keep_times``."""
     def strip(e):
-        return {k: v for k, v in e.items() if keep_times or k not in ("times", "blocks")}
+        e = {k: v for k, v in e.items() if keep_times or k not in ("times", "blocks")}
+        if "blocks" in e:
+            e["blocks"] = [{"block": i, "times": t} for i, t in e["blocks"]]
+        return e
     out = dict(result, backends=[strip(e) for e in result["backends"]])
     return json.dumps(out, indent=1, default=float)
 

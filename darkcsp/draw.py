@@ -1,30 +1,24 @@
-"""Annotated images: one rectangle per detected box, labelled with its classes and probabilities.
-
-Colours follow Darknet's draw_detections_v3 (get_color over a 6-colour ramp, offset ``class*123457 %
-classes``), so a class has the same colour here as in Darknet's predictions.jpg.
-"""
+"""Annotated images: one rectangle per detected box, labelled with its classes and probabilities."""
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from .postprocess import Detection
 
-_RAMP = np.array([[1, 0, 1], [0, 0, 1], [0, 1, 1], [0, 1, 0], [1, 1, 0], [1, 0, 0]], np.float32)
+# 20 colours chosen to be told apart (RGB); class j gets colour j % 20. Darknet's own ramp gives nearly the
+# same magenta to person (0) and bus (5), which is hard to read.
+_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+            (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
+            (0, 0, 128), (128, 128, 128)]
 
 
-def class_color(class_id: int, classes: int) -> Tuple[int, int, int]:
-    """Darknet's colour for a class as an OpenCV BGR tuple."""
-    classes = max(classes, 1)
-    offset = class_id * 123457 % classes
-    ratio = (offset / classes) * 5
-    i, j = int(math.floor(ratio)), int(math.ceil(ratio))
-    ratio -= i
-    rgb = (1 - ratio) * _RAMP[i] + ratio * _RAMP[j]  # Darknet: red = get_color(2,...), i.e. ramp column 2
-    red, green, blue = rgb[2], rgb[1], rgb[0]
-    return int(blue * 255), int(green * 255), int(red * 255)
+def class_color(class_id: int, classes: int = 0) -> Tuple[int, int, int]:
+    """The colour of a class as an OpenCV BGR tuple."""
+    r, g, b = _PALETTE[class_id % len(_PALETTE)]
+    return b, g, r
 
 
 def draw_detections(image_bgr: np.ndarray, detections: Sequence[Detection], classes: int) -> np.ndarray:

@@ -19,10 +19,15 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
         parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=str(parent))
         os.close(fd)
+        # mkstemp creates 0600; outputs get the usual permissions of a new file (0666 minus the umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
     except OSError as e:
         raise ResourceError(f"cannot write output: {e.strerror or e}", file=str(path)) from None
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except OSError as e:
         _unlink(tmp)
@@ -35,6 +40,12 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
 def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _unlink(p: str) -> None:

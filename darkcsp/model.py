@@ -60,7 +60,10 @@ class Model:
         live: Dict[int, np.ndarray] = {NETWORK_INPUT: x}
         result: Dict[int, np.ndarray] = {}
         for layer in layers:
-            xs = [live[i] for i in layer.inputs]
+            # Darknet layers read their input as a flat buffer: a layer after [region] (whose output is
+            # cell-major, not (C, H, W)) sees that buffer as the producer's (C, H, W).
+            xs = [live[i] if i < 0 or tuple(live[i].shape[1:]) == tuple(layers[i].out_shape)
+                  else live[i].reshape((live[i].shape[0],) + tuple(layers[i].out_shape)) for i in layer.inputs]
             y = layer.forward(xs, self.weights[layer.index])
             live[layer.index] = y
             if layer.index in wanted:

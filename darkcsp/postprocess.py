@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from .layers.base import Layer
-from .layers.yolo import DEFAULT_NMS, DIOU_NMS, GREEDY_NMS, BoxSet
+from .layers.yolo import DEFAULT_NMS, GREEDY_NMS, BoxSet
 
 __all__ = ["Detection", "get_network_boxes", "nms_layer", "do_nms", "box_iou", "box_diou", "print_order",
            "detect", "heads_of"]

@@ -165,8 +165,8 @@ def test_summarise_by_hand():
 
 
 def test_block_ratios_by_hand():
-    a = [[0.01, 0.01], [0.02, 0.02]]  # twice as fast as b in block 0, as fast in block 1
-    b = [[0.02, 0.02], [0.02, 0.02]]
+    a = [(0, [0.01, 0.01]), (1, [0.02, 0.02])]  # twice as fast as b in block 0, as fast in block 1
+    b = [(0, [0.02, 0.02]), (1, [0.02, 0.02]), (2, [0.5])]  # block 2: b alone, not paired
     r = bench.block_ratios(a, b)
     assert r["blocks"] == 2 and r["median"] == pytest.approx(1.5)
     assert r["p10"] == pytest.approx(1.1) and r["p90"] == pytest.approx(1.9)
@@ -212,3 +212,14 @@ def test_detection_agreement_by_hand(tmp_path):
     a = bench.detection_agreement(lambda x, w, h, lb: got, [d])
     assert (a["matched"], a["expected"], a["extra"]) == (1, 3, 2)
     assert a["recall"] == pytest.approx(1 / 3) and a["max_prob_diff"] == pytest.approx(0.05)
+
+
+def test_api_per_backend_runs_and_ratio_pairs_blocks(tiny_cfg):
+    cfg = bench.BenchConfig(cfg=str(tiny_cfg), backends=[bench.BackendSpec("numpy", label="a"),
+                                                         bench.BackendSpec("numpy", label="b", runs=2)],
+                            threads=1, warmup=0, runs=6, block=2, baseline="a")
+    res = bench.run_bench(cfg)
+    a, b = res["backends"]
+    assert (a["runs"], b["runs"]) == (6, 2)
+    assert [i for i, _ in a["blocks"]] == [0, 1, 2] and [i for i, _ in b["blocks"]] == [0]
+    assert b["vs_baseline"]["blocks"] == 1 and res["baseline"] == "a"

@@ -55,8 +55,14 @@ def quiet_darkcsp():
         logger.setLevel(level)
 
 
-def fuzz(corpus, seed: int, n: int, workdir: Path):
-    _fuzz.measure_params(corpus, workdir)
+def fuzz(corpus, seed: int, n: int):
+    with _fuzz.scratch_dir() as td:
+        return _fuzz_in(corpus, seed, n, Path(td))
+
+
+def _fuzz_in(corpus, seed: int, n: int, workdir: Path):
+    with quiet_darkcsp():
+        _fuzz.measure_params(corpus, workdir)
     failures, outcomes, slowest = [], collections.Counter(), (0.0, -1)
     t0 = time.perf_counter()
     with quiet_darkcsp(), address_space_limit(3.0):
@@ -85,10 +91,10 @@ def test_fuzz_seed_cfgs_without_corpus(tmp_path):
     """Works on a fresh clone: only the cfgs written in darkcsp/_fuzz.py."""
     corpus = _fuzz.load_corpus(None)
     n = 800
-    failures, outcomes, elapsed, slowest = fuzz(corpus, seed=11, n=n, workdir=tmp_path)
+    failures, outcomes, elapsed, slowest = fuzz(corpus, seed=11, n=n)
     assert not failures, _report(failures, outcomes, elapsed, slowest, n)
     # the seeds must exercise the whole pipeline, not just die in the parser
-    assert outcomes["ok"] + outcomes["ok+weights"] > n // 10, dict(outcomes)
+    assert outcomes["ok+forward"] > n // 20 and outcomes["ok+weights"] > n // 50, dict(outcomes)
     assert outcomes["WeightsError"] > 0 and outcomes["CfgError"] > 0, dict(outcomes)
 
 
@@ -97,7 +103,7 @@ def test_fuzz_corpus(tmp_path):
     root = conformance_root()
     corpus = _fuzz.load_corpus(root if root.is_dir() else None)
     n = 2000
-    failures, outcomes, elapsed, slowest = fuzz(corpus, seed=1, n=n, workdir=tmp_path)
+    failures, outcomes, elapsed, slowest = fuzz(corpus, seed=1, n=n)
     assert not failures, _report(failures, outcomes, elapsed, slowest, n)
     assert sum(outcomes.values()) == n
 

@@ -19,7 +19,7 @@ import pytest
 
 import darkcsp
 from darkcsp.backends import create_backend
-from darkcsp.errors import UnsupportedError
+from darkcsp.errors import CfgError, UnsupportedError
 from darkcsp.onnx.export import ExportOptions, export_model
 
 from conftest import case_meta, case_names, case_weights, conformance_root
@@ -179,14 +179,22 @@ def _shape_of(model, j: int) -> tuple:
     return tuple(layer.out_shape)
 
 
-@pytest.mark.parametrize("cfg", SHAPE_CFGS, ids=[p.stem for p in SHAPE_CFGS])
+def _shape_params(cfg: Path):
+    """pytest params; cfgs with more than 50M parameters (seconds to initialise and serialise) are marked slow."""
+    table = json.loads(cfg.with_suffix(".json").read_text())
+    marks = [pytest.mark.slow] if table.get("params_total", 0) > 50_000_000 else []
+    return pytest.param(cfg, id=cfg.stem, marks=marks)
+
+
+@pytest.mark.parametrize("cfg", [_shape_params(p) for p in SHAPE_CFGS])
 def test_shape_cfg_exports(cfg: Path):
     table = json.loads(cfg.with_suffix(".json").read_text())
     dialect = "pjreddie" if str(table.get("reference", "")).startswith("pjreddie") else "alexeyab"
     try:
         model = darkcsp.load(cfg, dialect=dialect)
-    except UnsupportedError as e:
-        pytest.skip(f"refused by design: {e}")
+    except (UnsupportedError, CfgError) as e:
+        # the parser's refusals are checked against Darknet in test_conformance.py / the layer tests
+        pytest.skip(f"refused by the parser: {e}")
     if any(getattr(l, "xnor", 0) for l in model.graph.layers):
         pytest.skip("xnor convolutions are refused at run time by design")
     proto, info = export_model(model, ExportOptions())  # runs onnx.checker(full_check) + shape inference

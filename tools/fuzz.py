@@ -56,7 +56,7 @@ def worker(conn, corpus_root, use_seeds: bool, seed: int, start: int, stop: int,
     except (ImportError, ValueError, OSError):
         pass
     corpus = _fuzz.load_corpus(corpus_root, seeds=use_seeds)
-    with tempfile.TemporaryDirectory(prefix="darkcsp-fuzz-") as td:
+    with _fuzz.scratch_dir() as td:
         _fuzz.measure_params(corpus, Path(td))
         conn.send(("ready", len(corpus), sum(e.params is not None for e in corpus)))
         for i in range(start, stop):

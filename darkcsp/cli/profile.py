@@ -1,15 +1,33 @@
-"""``darkcsp profile``: TODO (skeleton, being written this session)."""
+"""``darkcsp profile``: per-layer BFLOPs, CIO, params and live-set memory of a cfg (the paper's Fig. 7 view)."""
 from __future__ import annotations
 
-from ..errors import UnsupportedError
+import json
+
+from .. import analysis
+from ..graph import load_graph
+from .common import add_model_arguments
 
 NAME = "profile"
-HELP = "(not implemented yet)"
+HELP = ("per-layer cost of a cfg from its shapes: BFLOPs (and the computational bottleneck), CIO memory traffic, "
+        "params, peak live-set memory; optional bar-chart PNG")
 
 
 def add_arguments(p) -> None:
-    pass
+    add_model_arguments(p, weights=False)
+    p.add_argument("--plot", metavar="PNG", help="write a bar chart of BFLOPs and CIO per layer")
+    p.add_argument("--top", type=int, metavar="N", help="list only the N layers with the most BFLOPs")
+    p.add_argument("--json", action="store_true", help="machine-readable output (totals and every layer)")
 
 
 def run(args) -> int:
-    raise UnsupportedError("darkcsp profile is not implemented yet")
+    graph = load_graph(args.cfg, dialect=args.dialect, width=args.width, height=args.height)
+    prof = analysis.profile(graph)
+    if args.plot:
+        analysis.plot_profile(prof, args.plot)
+    if args.json:
+        print(json.dumps(prof.to_dict()))
+    else:
+        print(analysis.format_profile(prof, top=args.top))
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0

@@ -32,8 +32,12 @@ def load_input(path: str, model) -> np.ndarray:
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DarkcspError("input file not found", file=path) from None
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, EOFError) as e:  # EOFError: an empty file
         raise DarkcspError(f"not a .npy array file ({e})", file=path) from None
+    if not isinstance(x, np.ndarray):  # np.load returns an NpzFile for .npz archives
+        raise DarkcspError("an .npz archive, not a .npy array file", file=path)
+    if x.dtype.kind not in "fiub":
+        raise DarkcspError(f"array of {x.dtype}, not numbers", file=path)
     if x.ndim == 3:
         x = x[None]
     want = tuple(model.graph.input_shape)

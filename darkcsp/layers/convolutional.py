@@ -49,21 +49,31 @@ def pad_hw(x: np.ndarray, pad_y: int, pad_x: int) -> np.ndarray:
     return xp
 
 
-def im2col(xp: np.ndarray, k: int, sy: int, sx: int, d: int, oh: int, ow: int, groups: int = 1) -> np.ndarray:
-    """Columns (N, G, Cg*k*k, oh*ow) of an already padded input, rows ordered [c][ky][kx] as Darknet's im2col."""
+#: bytes of im2col columns built at once: larger maps are convolved in bands of output rows, so that the
+#: column buffer stays in cache between its copy and the GEMM (grouped convs, whose small per-group GEMMs are
+#: memory-bound, gain most; dense convs keep larger bands so that each GEMM stays big)
+IM2COL_BUDGET_GROUPED = 2 << 20
+IM2COL_BUDGET_DENSE = 16 << 20
+
+
+def im2col(xp: np.ndarray, k: int, sy: int, sx: int, d: int, oh: int, ow: int, groups: int = 1,
+           row0: int = 0) -> np.ndarray:
+    """Columns (N, G, Cg*k*k, oh*ow) of an already padded input, rows ordered [c][ky][kx] as Darknet's im2col.
+
+    ``row0``/``oh`` select the band of output rows [row0, row0+oh)."""
     n, c, hp, wp = xp.shape
-    if (oh - 1) * sy + d * (k - 1) >= hp or (ow - 1) * sx + d * (k - 1) >= wp:
+    if (row0 + oh - 1) * sy + d * (k - 1) >= hp or (ow - 1) * sx + d * (k - 1) >= wp:
         raise ValueError("im2col window runs past the padded input")  # guarded by the layer's geometry check
     s_n, s_c, s_h, s_w = xp.strides
     cg = c // groups
-    view = as_strided(xp, shape=(n, groups, cg, k, k, oh, ow),
+    view = as_strided(xp[:, :, row0 * sy:], shape=(n, groups, cg, k, k, oh, ow),
                       strides=(s_n, cg * s_c, s_c, d * s_h, d * s_w, sy * s_h, sx * s_w), writeable=False)
     return view.reshape(n, groups, cg * k * k, oh * ow)  # one copy, C order
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, *, stride: Tuple[int, int] = (1, 1), pad: int = 0, dilation: int = 1,
            groups: int = 1, out_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """Cross-correlation of x (N,C,H,W) with w (n, C/groups, k, k) as one (batched) sgemm.
+    """Cross-correlation of x (N,C,H,W) with w (n, C/groups, k, k) as (batched) sgemm.
 
     ``pad`` is the zero padding actually applied on every side (Darknet's im2col pads ``padding*dilation``).
     """
@@ -84,8 +94,17 @@ def conv2d(x: np.ndarray, w: np.ndarray, *, stride: Tuple[int, int] = (1, 1), pa
     xp = pad_hw(x, pad, pad)
     if cg == 1 and groups > 1:
         return _depthwise(xp, w, sy, sx, d, oh, ow, groups)
-    cols = im2col(xp, k, sy, sx, d, oh, ow, groups)
-    return np.matmul(w.reshape(groups, m, cg * k * k), cols).reshape(n_img, n, oh, ow)
+    kk = cg * k * k
+    wg = w.reshape(groups, m, kk)
+    budget = IM2COL_BUDGET_GROUPED if groups > 1 else IM2COL_BUDGET_DENSE
+    band = max(1, budget // (4 * n_img * groups * kk * ow))
+    if band >= oh:
+        return np.matmul(wg, im2col(xp, k, sy, sx, d, oh, ow, groups)).reshape(n_img, n, oh, ow)
+    y = np.empty((n_img, groups, m, oh * ow), np.float32)
+    for r0 in range(0, oh, band):
+        r1 = min(oh, r0 + band)
+        y[..., r0 * ow:r1 * ow] = np.matmul(wg, im2col(xp, k, sy, sx, d, r1 - r0, ow, groups, row0=r0))
+    return y.reshape(n_img, n, oh, ow)
 
 
 def _depthwise(xp: np.ndarray, w: np.ndarray, sy: int, sx: int, d: int, oh: int, ow: int,
@@ -214,6 +233,9 @@ class Convolutional(Layer):
             raise self.error(f"filters={self.filters} must be >= 1", "filters")
         if self.size < 1:
             raise self.error(f"size={self.size} must be >= 1", "size")
+        if self.stride_x < 1 or self.stride_y < 1:  # stride_x/stride_y < 1 fall back to stride
+            raise self.error(f"stride={min(self.stride_x, self.stride_y)} must be >= 1 (Darknet divides by it)",
+                             "stride")
         if self.dilation < 1:
             raise self.error(f"dilation={self.dilation} must be >= 1", "dilation")
         if self.padding < 0:
@@ -343,25 +365,42 @@ class Convolutional(Layer):
                 section=self.section.name, option="xnor")
 
     # ---- forward
-    def forward(self, xs: Sequence[np.ndarray], w: Weights) -> np.ndarray:
-        self._check_runnable()
-        x = xs[0]
+    def _prepared(self, w: Weights) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """(weights, bias) for the forward: binarised if binary=1, BN folded in float64 when ``fold_bn``
+        (bias None: the unfused BN path applies BN and biases itself).
+
+        Cached per layer, keyed on the identity of the bound arrays (bound weights are treated as
+        immutable: bind new arrays to change them)."""
+        names = ("weights", "biases", "scales", "rolling_mean", "rolling_variance")
+        arrays = tuple(w.get(name) for name in names)
+        key = tuple(id(a) for a in arrays)
+        cached = getattr(self, "_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[2], cached[3]
         weights = self._effective(w)
-        _, oh, ow = self.host_shape
-        sy, sx = (1, 1) if self.antialiasing else (self.stride_y, self.stride_x)
-        bn = bool(self.batch_normalize)
-        if bn and self.fold_bn:
+        bias: Optional[np.ndarray] = None
+        if self.batch_normalize and self.fold_bn:
             n = self.filters
             wf, bf = fold_batch_norm(self.dialect, weights, w["biases"], w.get("scales", np.ones(n, np.float32)),
                                      w.get("rolling_mean", np.zeros(n, np.float32)),
                                      w.get("rolling_variance", np.zeros(n, np.float32)))
-            y = conv2d(x, wf.astype(np.float32), stride=(sy, sx), pad=self.padding * self.dilation,
-                       dilation=self.dilation, groups=self.groups, out_hw=(oh, ow))
-            y += bf.astype(np.float32).reshape(1, -1, 1, 1)
-        else:
-            y = conv2d(x, weights, stride=(sy, sx), pad=self.padding * self.dilation, dilation=self.dilation,
-                       groups=self.groups, out_hw=(oh, ow))
-            y = batch_norm_bias(self.dialect, y, w, bn)
+            weights, bias = wf.astype(np.float32), bf.astype(np.float32)
+        elif not self.batch_normalize:
+            bias = np.asarray(w["biases"], np.float32)
+        self._cache = (key, arrays, np.ascontiguousarray(weights), bias)  # arrays kept alive: ids stay unique
+        return self._cache[2], bias
+
+    def forward(self, xs: Sequence[np.ndarray], w: Weights) -> np.ndarray:
+        self._check_runnable()
+        weights, bias = self._prepared(w)
+        _, oh, ow = self.host_shape
+        sy, sx = (1, 1) if self.antialiasing else (self.stride_y, self.stride_x)
+        y = conv2d(xs[0], weights, stride=(sy, sx), pad=self.padding * self.dilation, dilation=self.dilation,
+                   groups=self.groups, out_hw=(oh, ow))
+        if bias is not None:
+            y += bias.reshape(1, -1, 1, 1)
+        else:  # Darknet's unfused path: (y - mean) / sqrt(var + eps) * scales + biases
+            y = batch_norm_bias(self.dialect, y, w, True)
         y = _activate_inplace(y, self.activation, "convolutional")
         if self.antialiasing:
             y = conv2d(y, self._blur_kernel(), stride=(self.stride_y, self.stride_x), pad=self.blur_pad,

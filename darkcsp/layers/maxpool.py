@@ -63,8 +63,13 @@ def _window_reduce(x: np.ndarray, size: int, sy: int, sx: int, offset: int, oh: 
     else:
         xp = _padded(x, -FLT_MAX, offset, offset, hp, wp)
         acc = np.full(x.shape[:2] + (oh, ow), -FLT_MAX, np.float32)
-    for m in range(size):
-        for n in range(size):
+    # Window offsets whose rows/columns all fall outside the image add nothing (max: -FLT_MAX, average: 0
+    # and count 0): skip them, so a huge size= (size=900 on an 8x8 map) costs O(H*W) steps, not size^2.
+    h, w = x.shape[2:]
+    m_range = range(max(0, offset - (oh - 1) * sy), min(size, offset + h))
+    n_range = range(max(0, offset - (ow - 1) * sx), min(size, offset + w))
+    for m in m_range:
+        for n in n_range:
             rows = slice(m, m + (oh - 1) * sy + 1, sy)
             cols = slice(n, n + (ow - 1) * sx + 1, sx)
             if average:
@@ -97,6 +102,11 @@ def _blur_kernel(size: int, channels: int) -> np.ndarray:
     else:
         k = np.full((2, 2), 0.25, np.float32)
     return np.broadcast_to(k, (channels, 1) + k.shape).copy()
+
+
+def _lowest(g: "OnnxGraph") -> str:
+    """Darknet's -FLT_MAX start value in the graph's float type (float16: its own lowest finite value)."""
+    return g.scalar(-float(np.finfo(g.float_dtype).max), "lowest")
 
 
 class _Pool(Layer):
@@ -187,7 +197,7 @@ class _Pool(Layer):
             raise NotImplementedError(f"[local_avgpool] padding={self.padding} >= 2*size has empty windows "
                                       "(Darknet: NaN); no ONNX lowering")
         pads = g.ints([0, 0, b, b, 0, 0, e, e], "pads")
-        xp = g.op("Pad", [x, pads, g.scalar(-float(FLT_MAX), "neg_flt_max")], mode="constant")
+        xp = g.op("Pad", [x, pads, _lowest(g)], mode="constant")
         return g.op(op, [xp], **attrs)
 
     def _maxout_onnx(self, g: "OnnxGraph", x: str) -> str:
@@ -197,7 +207,7 @@ class _Pool(Layer):
         groups = -(-c // k)
         if groups * k != c:
             pads = g.ints([0, 0, 0, 0, 0, groups * k - c, 0, 0], "pads")
-            x = g.op("Pad", [x, pads, g.scalar(-float(FLT_MAX), "neg_flt_max")], mode="constant")
+            x = g.op("Pad", [x, pads, _lowest(g)], mode="constant")
         if groups == 1:
             return x
         return g.op("Max", g.split(x, [k] * groups, axis=1))

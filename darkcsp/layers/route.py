@@ -28,7 +28,7 @@ def resolve_sources(layer: Layer, section: Section, ctx: BuildContext, key: str,
     for ref in refs:
         target = ctx.resolve(section, key, ref, layer.index)
         src = ctx.layers[target]
-        if getattr(src, "antialiasing", 0) and target != layer.index - 1:
+        if getattr(src, "antialiasing", 0):
             raise layer.error(f"{key}={ref} refers to layer {target} [{src.type}] with antialiasing: Darknet's "
                               "buffer for it holds the blurred map while the layer reports its stride-1 shape; "
                               "darkcsp does not imitate that", key)
@@ -41,7 +41,6 @@ class Route(Layer):
 
     type = "route"
     aliases = ()
-    training_options = ()
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         refs = section.ints("layers")

@@ -217,7 +217,7 @@ class Shortcut(Layer):
             # update as a zero-interleaved map (Resize nearest times a constant 0/1 mask) and blend
             mask = np.zeros((1, c2, h2, w2), np.float32)
             mask[:, :c, :h * sa:sa, :wd * sa:sa] = 1
-            up = g.op("Resize", [a, "", g.const(np.array([1, 1, sa, sa], np.float32), "scales")],
+            up = g.op("Resize", [a, "", g.const(np.array([1, 1, sa, sa], np.float32), "scales", dtype=np.float32)],
                       mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
             up = self._pad_to(g, up, (c, h * sa, wd * sa), (c2, h2, w2))
             m = g.const(mask, "mask")

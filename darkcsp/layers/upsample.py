@@ -76,7 +76,7 @@ class Upsample(Layer):
         return y
 
     def describe(self) -> str:
-        text = f"{'-' if self.reverse else ''}{self.stride}x"
+        text = f"sum /{self.stride}" if self.reverse else f"{self.stride}x"
         if self.scale != 1:
             text += f" *{self.scale:g}"
         return text

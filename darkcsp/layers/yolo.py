@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, List, Sequence, Tuple
 import numpy as np
 
 from ..cfg import Section
-from ..errors import CfgError
+from ..image import letterbox_size  # the same integer formula as letterbox_image
 from .base import BuildContext, Layer, Weights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,13 +64,6 @@ def softmax_last(x: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=-1, keepdims=True, dtype=np.float32)).astype(np.float32)
 
 
-def letterbox_size(image_w: int, image_h: int, net_w: int, net_h: int) -> Tuple[int, int]:
-    """(new_w, new_h) of letterbox_image / correct_yolo_boxes: integer division, float comparison."""
-    if np.float32(net_w) / np.float32(image_w) < np.float32(net_h) / np.float32(image_h):
-        return net_w, (image_h * net_w) // image_w
-    return (image_w * net_h) // image_h, net_h
-
-
 def correct_yolo_boxes(boxes: np.ndarray, image_w: int, image_h: int, net_w: int, net_h: int,
                        letter: bool) -> np.ndarray:
     """Network-relative boxes -> image-relative boxes (yolo_layer.c: correct_yolo_boxes, relative=1).
@@ -107,8 +100,19 @@ def mark_used(section: Section, keys: Sequence[str]) -> None:
             section.options[key].used = True
 
 
+#: more anchors than this (num=) is a typo, not a network; refused before allocating 2*num floats
+MAX_ANCHORS = 1 << 16
+
+
+def _check_num(layer: Layer, total: int) -> None:
+    if total > MAX_ANCHORS:
+        raise layer.error(f"num={total} anchors is not a plausible network (at most {MAX_ANCHORS}); Darknet "
+                          "would allocate 2*num anchor values", "num")
+
+
 def read_anchors(layer: Layer, section: Section, total: int, default: float = 0.5) -> np.ndarray:
     """``anchors`` as Darknet fills l.biases[2*total]: values not given keep ``default`` (0.5 yolo, .5 region)."""
+    _check_num(layer, total)
     biases = np.full(2 * total, default, np.float32)
     if section.has("anchors"):
         values = section.floats("anchors")
@@ -126,6 +130,7 @@ def read_anchors(layer: Layer, section: Section, total: int, default: float = 0.
 
 def read_mask(layer: Layer, section: Section, total: int) -> List[int]:
     """``mask`` (default 0..num-1); an index past the anchors is a CfgError (Darknet reads garbage)."""
+    _check_num(layer, total)
     mask = section.ints("mask") if section.has("mask") else list(range(total))
     for m in mask:
         if m < 0 or m >= total:

@@ -368,9 +368,15 @@ def _evaluate(node: onnx.NodeProto, init_map: Dict[str, onnx.TensorProto], opset
 
 
 def _infer_output_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Run ONNX shape inference (strict); copy the inferred output shapes into the graph outputs."""
+    """Run ONNX shape inference (strict); copy the inferred output shapes into the graph outputs.
+
+    Inference runs on a skeleton of the model whose large initializers (weights) are graph inputs of the
+    same type and shape: the result is the same (only small constants such as Reshape shapes feed data
+    propagation) without serialising the weights once more."""
+    skeleton = onnx.ModelProto()
+    skeleton.CopyFrom(proto) if len(proto.graph.initializer) == 0 else _copy_without_weights(proto, skeleton)
     try:
-        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=True, strict_mode=True, data_prop=True)
     except Exception as e:
         raise DarkcspError(f"ONNX shape inference failed on the exported model: {e}") from e
     known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
@@ -379,6 +385,16 @@ def _infer_output_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
         if v is not None and v.type.tensor_type.HasField("shape"):
             o.type.tensor_type.shape.CopyFrom(v.type.tensor_type.shape)
     return proto
+
+
+def _copy_without_weights(proto: onnx.ModelProto, out: onnx.ModelProto, limit: int = 1024) -> None:
+    graph = proto.graph
+    big = [t for t in graph.initializer if int(np.prod(t.dims)) > limit]
+    small = [t for t in graph.initializer if int(np.prod(t.dims)) <= limit]
+    inputs = list(graph.input) + [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in big]
+    g = helper.make_graph(list(graph.node), graph.name, inputs, list(graph.output), small)
+    out.CopyFrom(helper.make_model(g, opset_imports=list(proto.opset_import)))
+    out.ir_version = proto.ir_version
 
 
 def model_bytes(proto: onnx.ModelProto) -> bytes:

@@ -1,0 +1,280 @@
+"""`darkcsp detect` end to end against Darknet's `detector test` on the trained cases.
+
+(b) Darknet's own input tensor (input.npy) through our full model -> the detections Darknet printed, exactly
+    (same lines), on every backend.
+(c) the image file through our preprocessing -> PNG: the same printed lines; JPEG (OpenCV's libjpeg-turbo vs
+    Darknet's stb_image decoder, a few 1/255 per pixel): same classes in the same order, probs within 0.02
+    and boxes IoU >= 0.98. Measured on the 7 corpus JPEGs: max prob difference 0.0074 (yolov4-tiny-coco
+    dog.jpg), the printed percentage differs by 1 on some lines (bus 74% vs 73%).
+Plus the CLI itself: default model, JSON, annotated outputs, video, errors, and the cfgs we ship.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import darkcsp
+from darkcsp.backends import available_backends, create_backend
+from darkcsp.cli import main
+from darkcsp.graph import load_graph
+from darkcsp.image import load_image, preprocess
+from darkcsp.postprocess import class_names, detect
+
+from conftest import REPO, case_weights, conformance_root, write_cfg
+from test_postprocess import assert_same_detections
+
+TRAINED = ["yolov3-tiny-coco", "yolov4-tiny-coco", "yolov4-tiny-custom10"]
+_MODELS = {}
+
+
+def trained_images():
+    out = []
+    for case in TRAINED:
+        d = conformance_root() / "cases" / case / "images"
+        if d.is_dir():
+            out.extend(pytest.param(case, p.name, id=f"{case}/{p.name}") for p in sorted(d.iterdir()))
+    return out or [pytest.param("-", "-", marks=pytest.mark.skip(reason="conformance corpus not found"))]
+
+
+def trained_model(case):
+    w = case_weights(case)
+    if not w.exists():
+        pytest.skip(f"trained weights for {case} not fetched ({w}); run fetch_trained.py")
+    if case not in _MODELS:
+        logging.getLogger("darkcsp").setLevel(logging.ERROR)
+        d = conformance_root() / "cases" / case
+        _MODELS[case] = (darkcsp.load(d / "model.cfg", w), class_names(next(d.glob("*.names"))))
+    return _MODELS[case]
+
+
+def _image_case(case, image):
+    d = conformance_root() / "cases" / case / "images" / image
+    dj = json.loads((d / "detections.json").read_text())
+    f = next(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return d, dj, f
+
+
+def _detect(model, names, x, dj):
+    _, net_h, net_w = model.graph.input_shape
+    outputs = create_backend("numpy", model).run(x)
+    return detect(model.layers, outputs, net_w, net_h, dj["image_w"], dj["image_h"], names, dj["thresh"],
+                  dj["hier_thresh"], dj["nms"], bool(dj["letter_box"]))
+
+
+@pytest.mark.parametrize("case,image", trained_images())
+def test_full_model_from_darknet_input(case, image):
+    """(b) input.npy -> our model -> same detections and printed lines as Darknet."""
+    model, names = trained_model(case)
+    d, dj, _ = _image_case(case, image)
+    got = _detect(model, names, np.load(d / "input.npy"), dj)
+    assert_same_detections(got, dj["detections"])
+
+
+@pytest.mark.parametrize("case,image", trained_images())
+def test_full_pipeline_from_image_file(case, image):
+    """(c) the image file -> our preprocessing -> our model -> Darknet's detections."""
+    model, names = trained_model(case)
+    d, dj, f = _image_case(case, image)
+    _, net_h, net_w = model.graph.input_shape
+    x = preprocess(load_image(f), net_w, net_h, bool(dj["letter_box"]))
+    got = _detect(model, names, x, dj)
+    if f.suffix.lower() == ".png":
+        assert_same_detections(got, dj["detections"])
+    else:
+        assert_same_detections(got, dj["detections"], prob_tol=0.02, min_iou=0.98, lines=False)
+
+
+@pytest.mark.parametrize("case", TRAINED)
+def test_backends_give_identical_detections(case):
+    """numpy, onnxruntime and OpenCV DNN: the same printed detections for every image of the case."""
+    model, names = trained_model(case)
+    backends = [b for b in ("numpy", "onnxruntime", "opencv") if b in available_backends()]
+    images = sorted((conformance_root() / "cases" / case / "images").iterdir())
+    runners = {b: create_backend(b, model) for b in backends}
+    for sub in images:
+        dj = json.loads((sub / "detections.json").read_text())
+        x = np.load(sub / "input.npy")
+        lines, probs = {}, {}
+        for b, r in runners.items():
+            dets = detect(model.layers, r.run(x), 416, 416, dj["image_w"], dj["image_h"], names)
+            lines[b] = [(d.class_id, d.print_line()) for d in dets]
+            probs[b] = np.array([d.prob for d in dets])
+        for b in backends[1:]:
+            assert lines[b] == lines["numpy"], (sub.name, b)
+            np.testing.assert_allclose(probs[b], probs["numpy"], atol=1e-4)
+
+
+# ----- our cfgs -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ours,case", [("yolov4-tiny.cfg", "yolov4-tiny-coco"),
+                                       ("yolov3-tiny.cfg", "yolov3-tiny-coco")])
+def test_shipped_cfg_has_darknets_graph(ours, case, conformance_dir):
+    a = load_graph(REPO / "cfg" / ours)
+    b = load_graph(conformance_dir / "cases" / case / "model.cfg")
+    assert len(a.layers) == len(b.layers)
+    for la, lb in zip(a.layers, b.layers):
+        assert (la.type, la.inputs, la.out_shape, la.params) == (lb.type, lb.inputs, lb.out_shape, lb.params), la
+        assert la.bflops == pytest.approx(lb.bflops)
+        if la.is_head:
+            assert la.mask == lb.mask and la.classes == lb.classes
+            np.testing.assert_array_equal(la.anchors, lb.anchors)
+            assert (la.scale_x_y, la.new_coords, la.nms_kind, la.beta_nms) == \
+                (lb.scale_x_y, lb.new_coords, lb.nms_kind, lb.beta_nms)
+    assert a.params_total == b.params_total
+    assert a.net.input_shape == b.net.input_shape
+
+
+# ----- CLI ----------------------------------------------------------------------------------------------
+def _case_args(case):
+    d = conformance_root() / "cases" / case
+    w = case_weights(case)
+    if not w.exists():
+        pytest.skip(f"trained weights for {case} not fetched")
+    return ["--cfg", str(d / "model.cfg"), "--weights", str(w), "--names", str(next(d.glob("*.names")))]
+
+
+def test_cli_prints_darknets_lines_and_json(tmp_path, capsys):
+    case, image = "yolov3-tiny-coco", "coffee"
+    d, dj, src = _image_case(case, image)
+    f = tmp_path / src.name  # never let a CLI test write next to the read-only corpus
+    shutil.copy(src, f)
+    out = tmp_path / "out"
+    rc = main(["detect", *_case_args(case), "--backend", "numpy", "--out", str(out), "--json", str(f)])
+    assert rc == 0
+    stdout = capsys.readouterr().out.splitlines()
+    printed = json.loads((d.parent.parent / "darknet_cli_check.json").read_text())["images"][image]["darknet_printed"]
+    assert stdout[1:] == printed and stdout[0].startswith(str(f))
+    assert (out / f.name).is_file()
+    records = json.loads((out / "detections.json").read_text())
+    assert len(records) == 1 and records[0]["width"] == dj["image_w"] and records[0]["height"] == dj["image_h"]
+    for got, want in zip(records[0]["detections"], dj["detections"]):
+        assert got["class_id"] == want["class_id"] and got["class_name"] == want["class_name"]
+        assert got["prob"] == pytest.approx(want["prob"], abs=1e-5)
+        for k in "xywh":
+            assert got[k] == pytest.approx(want[k], abs=1e-5)
+        x1, y1, x2, y2 = got["box"]
+        assert 0 <= x1 < x2 < dj["image_w"] and 0 <= y1 < y2 < dj["image_h"]
+    assert not list(out.glob("*.part*"))
+
+
+def test_cli_default_model_and_sample(tmp_path, capsys, monkeypatch):
+    """No --cfg, no INPUT: cfg/yolov4-tiny.cfg + the yolov4-tiny weights + COCO names on bus.jpg (the asset
+    cache is pre-filled from the conformance corpus: same files, same sha256)."""
+    w = case_weights("yolov4-tiny-coco")
+    bus = conformance_root() / "cases" / "yolov4-tiny-coco" / "images" / "bus" / "bus.jpg"
+    if not w.exists() or not bus.exists():
+        pytest.skip("yolov4-tiny-coco weights or bus.jpg not available")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    os.symlink(w, cache / "yolov4-tiny.weights")
+    shutil.copy(bus, cache / "bus.jpg")
+    monkeypatch.setenv("DARKCSP_CACHE", str(cache))
+    rc = main(["detect", "--backend", "numpy", "--out", str(tmp_path / "o"), "--json-file", "-"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    lines = text.split("\n[", 1)[0].splitlines()
+    # Darknet (stb JPEG decoding) prints bus 73% / truck 42% / person 99% / 95% / skateboard 37% / person 86%
+    assert [ln.split(":")[0] for ln in lines[1:]] == ["bus", "truck", "person", "person", "skateboard", "person"]
+    assert (tmp_path / "o" / "bus.jpg").is_file()
+    records = json.loads(text[text.index("\n[") + 1:])
+    assert records[0]["image"].endswith("bus.jpg") and len(records[0]["detections"]) == 6
+
+
+TINY = """
+[net]
+width=64
+height=64
+channels=3
+
+[convolutional]
+filters=8
+size=3
+stride=4
+pad=1
+activation=leaky
+
+[convolutional]
+filters=21
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=2
+num=3
+"""
+
+
+def test_cli_random_weights_warns(tmp_path, capsys):
+    import cv2
+    cfg = write_cfg(tmp_path, TINY)
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    rc = main(["detect", "--cfg", str(cfg), "--backend", "numpy", "--thresh", "0.01", "--out", str(tmp_path / "o"),
+               str(img)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "RANDOM weights" in err and "meaningless" in err
+    assert (tmp_path / "o" / "a.png").is_file()
+
+
+def test_cli_folder_glob_and_video(tmp_path, capsys):
+    import cv2
+    cfg = write_cfg(tmp_path, TINY)
+    rng = np.random.default_rng(1)
+    (tmp_path / "imgs").mkdir()
+    for name in ("b.jpg", "a.png"):
+        cv2.imwrite(str(tmp_path / "imgs" / name), rng.integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    video = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32))
+    for _ in range(3):
+        vw.write(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8))
+    vw.release()
+    out = tmp_path / "o"
+    rc = main(["detect", "-q", "--cfg", str(cfg), "--backend", "numpy", "--out", str(out), "--json",
+               str(tmp_path / "imgs"), str(tmp_path / "imgs" / "*.png"), str(video)])
+    assert rc == 0
+    records = json.loads((out / "detections.json").read_text())
+    assert [Path(r["image"]).name for r in records] == ["a.png", "b.jpg", "a.png", "clip.avi#frame=0",
+                                                        "clip.avi#frame=1", "clip.avi#frame=2"]
+    assert (out / "a.png").is_file() and (out / "a_1.png").is_file() and (out / "b.jpg").is_file()
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()
+
+
+@pytest.mark.parametrize("arg", ["missing.jpg", "nothing/*.png"])
+def test_cli_bad_input_exit_code(tmp_path, capsys, arg):
+    cfg = write_cfg(tmp_path, TINY)
+    rc = main(["detect", "--cfg", str(cfg), "--out", str(tmp_path / "o"), str(tmp_path / arg)])
+    assert rc == 4
+    assert "error" in capsys.readouterr().err
+
+
+def test_cli_never_overwrites_inputs(tmp_path, capsys):
+    import cv2
+    cfg = write_cfg(tmp_path, TINY)
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.zeros((20, 20, 3), np.uint8))
+    before = img.read_bytes()
+    assert main(["detect", "--cfg", str(cfg), "--out", str(tmp_path), str(img)]) == 6
+    assert main(["detect", "--cfg", str(cfg), "--no-save", "--json-file", str(img), str(img)]) == 6
+    assert img.read_bytes() == before
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_cli_not_a_detector(tmp_path, capsys):
+    cfg = write_cfg(tmp_path, "[net]\nwidth=8\nheight=8\nchannels=3\n\n[convolutional]\nfilters=2\nsize=1\n")
+    img = tmp_path / "a.png"
+    import cv2
+    cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
+    rc = main(["detect", "--cfg", str(cfg), "--out", str(tmp_path / "o"), str(img)])
+    assert rc == 5 and "no detection head" in capsys.readouterr().err
