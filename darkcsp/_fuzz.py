@@ -332,6 +332,8 @@ class FuzzInput:
     weights: Optional[bytes]
     dialect: str
     ops: List[str] = field(default_factory=list)
+    #: --width/--height overrides (None: the cfg's)
+    size: Tuple[Optional[int], Optional[int]] = (None, None)
 
 
 def load_corpus(conformance_root: Optional[Path] = None, seeds: bool = True) -> List[CorpusEntry]:
@@ -410,6 +412,17 @@ def _m_number(data: bytes, rng: random.Random) -> bytes:
         return _m_insert_option(data, rng)
     m = rng.choice(nums)
     return data[:m.start()] + _random_number(rng) + data[m.end():]
+
+
+def _m_nudge(data: bytes, rng: random.Random) -> bytes:
+    """Change a number a little (+-1, x2, /2, negated): cfgs that still build, with odd shapes."""
+    nums = [m for m in _NUM_RE.finditer(data) if b"." not in m.group() and b"e" not in m.group().lower()]
+    if not nums:
+        return _m_number(data, rng)
+    m = rng.choice(nums)
+    v = int(m.group())
+    new = rng.choice([v + 1, v - 1, v * 2, v // 2, -v, v + rng.randint(2, 9)])
+    return data[:m.start()] + str(new).encode() + data[m.end():]
 
 
 def _m_value(data: bytes, rng: random.Random) -> bytes:
@@ -535,7 +548,8 @@ def _m_flip_byte(data: bytes, rng: random.Random) -> bytes:
 CFG_MUTATIONS: List[Tuple[str, Callable[[bytes, random.Random], bytes], float]] = [
     ("delete_line", _m_delete_line, 1.0),
     ("duplicate_line", _m_duplicate_line, 1.0),
-    ("number", _m_number, 4.0),
+    ("number", _m_number, 3.0),
+    ("nudge", _m_nudge, 2.0),
     ("value", _m_value, 1.5),
     ("key", _m_key, 0.7),
     ("insert_option", _m_insert_option, 1.5),
@@ -663,7 +677,11 @@ def make_input(corpus: Sequence[CorpusEntry], seed: int, index: int) -> FuzzInpu
                 weights = f(weights, rng)
                 ops.append(name)
     dialect = entry.dialect if rng.random() < 0.9 else ("pjreddie" if entry.dialect == "alexeyab" else "alexeyab")
-    return FuzzInput(index, entry.name, cfg, weights, dialect, ops)
+    size: Tuple[Optional[int], Optional[int]] = (None, None)
+    if rng.random() < 0.08:
+        size = tuple(rng.choice([None, 0, -32, 1, 7, 31, 32, 33, 64, 100, 416, 100000]) for _ in range(2))
+        ops.append(f"size:{size[0]}x{size[1]}")
+    return FuzzInput(index, entry.name, cfg, weights, dialect, ops, size)
 
 
 # ----- running one input -----------------------------------------------------------------------------------
@@ -673,21 +691,23 @@ class FuzzHang(Exception):
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise FuzzHang in the main thread after ``seconds`` (SIGALRM; checked between Python bytecodes)."""
+    """Raise FuzzHang in the main thread after ``seconds`` of CPU time (SIGPROF; checked between Python
+    bytecodes). CPU time, not wall time, so that a loaded machine does not report false hangs; a process
+    blocked without using CPU is caught by tools/fuzz.py's wall-clock watchdog."""
     if seconds <= 0 or not hasattr(signal, "setitimer"):
         yield
         return
 
     def _alarm(signum, frame):
-        raise FuzzHang(f"no result after {seconds:g} s")
+        raise FuzzHang(f"no result after {seconds:g} s of CPU time")
 
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    old = signal.signal(signal.SIGPROF, _alarm)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
 
 
 #: random initial weights are made only for graphs up to this many parameters (Model without .weights)
@@ -698,9 +718,11 @@ MAX_INIT_PARAMS = 500_000
 MAX_FORWARD_BYTES = 4 << 20
 
 
-def run_input(inp: FuzzInput, workdir: Path, max_memory_gb: float = 1.0, forward: bool = True) -> str:
+def run_input(inp: FuzzInput, workdir: Path, max_memory_gb: float = 1.0, forward: bool = True,
+              onnx: bool = False) -> str:
     """Parse ``inp`` as darkcsp would: cfg -> graph (+ summary text), weights against the graph, random init;
-    small graphs are also run forward once (``forward``).
+    small graphs are also run forward once (``forward``) and, with ``onnx``, lowered to ONNX and run in
+    onnxruntime (slow: for tools/fuzz.py --onnx).
 
     Returns a short outcome ("ok", "ok+weights", or the DarkcspError class name); any other exception
     propagates (that is a crash)."""
@@ -712,7 +734,8 @@ def run_input(inp: FuzzInput, workdir: Path, max_memory_gb: float = 1.0, forward
     cfg_path = workdir / "fuzz.cfg"
     cfg_path.write_bytes(inp.cfg)
     try:
-        graph = load_graph(cfg_path, dialect=inp.dialect, max_memory_gb=max_memory_gb)
+        graph = load_graph(cfg_path, dialect=inp.dialect, width=inp.size[0], height=inp.size[1],
+                           max_memory_gb=max_memory_gb)
         for layer in graph.layers:
             layer.describe()
         graph.params_total, graph.bflops_total, graph.output_indices(), graph.consumers()
@@ -739,11 +762,30 @@ def run_input(inp: FuzzInput, workdir: Path, max_memory_gb: float = 1.0, forward
                         raise AssertionError(f"layer {layer.index} [{layer.type}] returned {ys[layer.index].shape}"
                                              f", its out_shape is {layer.out_shape}")
                 outcome = "ok+forward"
+                if onnx:
+                    _check_onnx(graph, init, x, ys)
+                    outcome = "ok+onnx"
     except DarkcspError as e:
         if not str(e):
             raise AssertionError(f"{type(e).__name__} with an empty message") from e
         return type(e).__name__
     return outcome
+
+
+def _check_onnx(graph, init, x, ys) -> None:
+    """Export, load in onnxruntime and run; shapes must match the NumPy outputs (values are not compared:
+    mutated parameters give inf/nan)."""
+    import onnxruntime as ort
+    from .model import Model
+    from .onnx.export import export_model
+    proto, info = export_model(Model(graph, init))
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    sess = ort.InferenceSession(proto.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+    got = sess.run(list(info.outputs.values()), {"input": x})
+    for (i, name), a in zip(info.outputs.items(), got):
+        if a.size != ys[i].size:
+            raise AssertionError(f"ONNX output {name} has shape {a.shape}, NumPy {ys[i].shape}")
 
 
 def scratch_dir() -> "tempfile.TemporaryDirectory":
@@ -763,5 +805,92 @@ def save_input(inp: FuzzInput, folder: Path, note: str = "") -> Path:
     (d / "README.txt").write_text(
         f"base: {inp.base}\ndialect: {inp.dialect}\nmutations: {', '.join(inp.ops)}\n{note}\n"
         f"reproduce: darkcsp summary --cfg model.cfg --dialect {inp.dialect}"
+        + "".join(f" --{k} {v}" for k, v in zip(("width", "height"), inp.size) if v is not None)
         + (" (then read model.weights against it)" if inp.weights is not None else "") + "\n")
+    return d
+
+
+# ----- images (darkcsp.image: what `darkcsp detect` reads) ---------------------------------------------------
+def seed_images() -> List[Tuple[str, bytes]]:
+    """Small images in the formats Darknet users feed (made here with OpenCV's encoders)."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    out = []
+    for name, arr, ext in (("rgb", rgb, ".png"), ("gray", rgb[:, :, 0], ".png"),
+                           ("rgba", np.dstack([rgb, rgb[:, :, :1]]), ".png"),
+                           ("rgb16", rgb.astype(np.uint16) * 257, ".png"), ("gray16", rgb[:, :, 0].astype(np.uint16) * 3, ".png"),
+                           ("jpeg", rgb, ".jpg"), ("gray-jpeg", rgb[:, :, 0], ".jpg"), ("bmp", rgb, ".bmp"),
+                           ("tiff", rgb, ".tiff"), ("ppm", rgb, ".ppm"), ("pgm", rgb[:, :, 0], ".pgm"),
+                           ("webp", rgb, ".webp"), ("1x1", rgb[:1, :1], ".png"), ("tall", rgb[:, :1], ".png")):
+        ok, buf = cv2.imencode(ext, arr)
+        if ok:
+            out.append((name, buf.tobytes()))
+    return out
+
+
+def _i_dims(data: bytes, rng: random.Random) -> bytes:
+    """Rewrite the PNG IHDR size (with a valid CRC, so the decoder trusts it) or the JPEG SOF size."""
+    import zlib
+    w, h = rng.choice([0, 1, 2, 65535, 100000, 2 ** 31 - 1]), rng.choice([0, 1, 3, 65535, 100000, 2 ** 31 - 1])
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        ihdr = data[12:16] + struct.pack(">II", w, h) + data[24:29]
+        return data[:8] + data[8:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr) & 0xFFFFFFFF) + data[33:]
+    i = data.find(b"\xff\xc0")
+    if i >= 0 and i + 9 <= len(data):
+        return data[:i + 5] + struct.pack(">HH", h & 0xFFFF, w & 0xFFFF) + data[i + 9:]
+    return _m_flip_byte(data, rng)
+
+
+IMAGE_MUTATIONS: List[Tuple[str, Callable[[bytes, random.Random], bytes], float]] = [
+    ("i_flip", _m_flip_byte, 3.0),
+    ("i_truncate", _m_truncate, 2.0),
+    ("i_insert", _w_insert, 1.0),
+    ("i_dims", _i_dims, 2.0),
+]
+
+
+@dataclass
+class ImageInput:
+    index: int
+    base: str
+    data: bytes
+    net: Tuple[int, int, bool]
+    ops: List[str] = field(default_factory=list)
+
+
+def make_image_input(images: Sequence[Tuple[str, bytes]], seed: int, index: int) -> ImageInput:
+    rng = random.Random(seed * 1_000_003 + index + 77)
+    name, data = images[rng.randrange(len(images))]
+    ops = []
+    for _ in range(rng.choice([0, 1, 1, 2, 3])):
+        op, f = _pick(rng, IMAGE_MUTATIONS)
+        data = f(data, rng)
+        ops.append(op)
+    net = (rng.choice([1, 2, 13, 32, 416]), rng.choice([1, 2, 13, 32, 416]), rng.random() < 0.5)
+    return ImageInput(index, name, data, net, ops)
+
+
+def run_image_input(inp: ImageInput) -> str:
+    """Decode as `darkcsp detect` does and build the network input; only ImageError may come out."""
+    from .errors import DarkcspError
+    from .image import decode_image, preprocess
+    try:
+        im = decode_image(inp.data, "fuzz.img")
+        x = preprocess(im, inp.net[0], inp.net[1], letter=inp.net[2])
+    except DarkcspError as e:
+        if not str(e):
+            raise AssertionError(f"{type(e).__name__} with an empty message") from e
+        return type(e).__name__
+    if x.shape != (1, 3, inp.net[1], inp.net[0]) or x.dtype.name != "float32":
+        raise AssertionError(f"preprocess gave {x.shape} {x.dtype} for a {inp.net[0]}x{inp.net[1]} network")
+    return "ok"
+
+
+def save_image_input(inp: ImageInput, folder: Path, note: str = "") -> Path:
+    d = Path(folder) / f"image-{inp.index:08d}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "input.img").write_bytes(inp.data)
+    (d / "README.txt").write_text(f"base: {inp.base}\nnetwork: {inp.net}\nmutations: {', '.join(inp.ops)}\n{note}\n")
     return d

@@ -204,9 +204,10 @@ def _cv_message(e) -> str:
 class OpenCVDarknetBackend(Backend):
     """OpenCV's own Darknet importer (cv2.dnn.readNetFromDarknet); it was removed in OpenCV 5.
 
-    Only the network's unconnected outputs are available; OpenCV's Darknet importer replaces [yolo] and
-    [region] by its own layer whose output is already decoded ((H*W*anchors, 4+1+classes) rows), so those
-    arrays are OpenCV's format, not Darknet's."""
+    Only the network's output layers are available (OpenCV names its layers its own way). OpenCV replaces
+    [yolo] and [region] by a layer whose output is already decoded into (cells*anchors, 4+1+classes) rows;
+    to return Darknet's arrays, the head's input is read from OpenCV (its ``permute_<i>`` layer, the NHWC
+    view of the head's input) and the head's own activations (element-wise) are applied by the NumPy layer."""
     name = "opencv-darknet"
 
     def __init__(self, model: Model, outputs: Optional[Iterable[int]] = None, all_layers: bool = False,
@@ -223,10 +224,23 @@ class OpenCVDarknetBackend(Backend):
         if threads:
             cv2.setNumThreads(int(threads))
         self.net = self._load(cv2)
-        self.out_names = list(self.net.getUnconnectedOutLayersNames())
-        if len(self.out_names) != len(self.outputs):
-            raise UnsupportedError(f"OpenCV's Darknet importer gives {len(self.out_names)} outputs, the network "
-                                   f"has {len(self.outputs)}")
+        names = set(self.net.getLayerNames())
+        unconnected = list(self.net.getUnconnectedOutLayersNames())
+        #: layer index -> (OpenCV layer name, head applied in NumPy?)
+        self.fetch: Dict[int, Tuple[str, bool]] = {}
+        others = iter(unconnected)
+        for i in sorted(self.outputs):
+            layer = model.graph.layers[i]
+            if layer.is_head:
+                if f"permute_{i}" not in names or layer.inputs != [i - 1]:
+                    raise UnsupportedError(f"OpenCV's Darknet importer has no usable input for layer {i} "
+                                           f"[{layer.type}]")
+                self.fetch[i] = (f"permute_{i}", True)
+            else:
+                try:
+                    self.fetch[i] = (next(n for n in others if not n.startswith(("yolo_", "region_"))), False)
+                except StopIteration:
+                    raise UnsupportedError(f"OpenCV's Darknet importer gives no output for layer {i}") from None
 
     def _load(self, cv2):
         from .weights import WeightsFile, weights_bytes
@@ -251,13 +265,24 @@ class OpenCVDarknetBackend(Backend):
 
     def run(self, x: np.ndarray) -> Dict[int, np.ndarray]:
         x = self._check_input(x)
-        self.net.setInput(x)
-        res = self.net.forward(self.out_names)
+        cv2 = _cv2()
+        order = list(self.fetch)
+        try:
+            self.net.setInput(x)
+            res = self.net.forward([self.fetch[i][0] for i in order])
+        except cv2.error as e:
+            raise UnsupportedError(f"OpenCV {cv2.__version__}'s Darknet importer failed to run "
+                                   f"{self.model.graph.file}: {_cv_message(e)}") from None
         out = {}
-        for i, r in zip(sorted(self.outputs), res):
-            r = np.asarray(r)
+        for i, r in zip(order, res):
+            r = np.asarray(r, np.float32)
             layer = self.model.graph.layers[i]
-            if not layer.is_head and r.size == x.shape[0] * layer.outputs:
+            if self.fetch[i][1]:
+                src = self.model.graph.layers[i - 1]
+                nchw = np.ascontiguousarray(r.reshape((x.shape[0], src.out_shape[1], src.out_shape[2],
+                                                       src.out_shape[0])).transpose(0, 3, 1, 2))
+                r = layer.forward([nchw], self.model.weights[i])
+            elif r.size == x.shape[0] * layer.outputs:
                 r = r.reshape((x.shape[0],) + tuple(layer.out_shape))
             out[i] = r
         return out

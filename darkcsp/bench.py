@@ -136,6 +136,16 @@ def machine_info() -> Dict[str, Any]:
     }
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def rss_mib() -> Tuple[Optional[float], Optional[float]]:
     """(current, peak) resident set size of this process in MiB (peak: VmHWM, else ru_maxrss)."""
     cur = peak = None
@@ -258,8 +268,10 @@ class WorkerError(Exception):
 class _Worker:
     """A backend in its own process; ``call`` sends one JSON command and waits for the JSON reply."""
 
-    def __init__(self, spec: BackendSpec, setup: Dict[str, Any], threads: int, tmpdir: Path, index: int):
+    def __init__(self, spec: BackendSpec, setup: Dict[str, Any], threads: int, tmpdir: Path, index: int,
+                 timeout: float = 1800.0):
         self.spec = spec
+        self.timeout = timeout
         python = spec.python or sys.executable
         if spec.python and not Path(spec.python).exists() and not shutil.which(spec.python):
             raise WorkerError(f"interpreter {spec.python} not found", skip=True)
@@ -274,14 +286,20 @@ class _Worker:
         self.proc = subprocess.Popen([python, "-m", "darkcsp.bench", "--worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=str(tmpdir))
         self.info: Dict[str, Any] = {}
-        reply = self.call(dict(setup, backend=spec.name, onnx_file=spec.onnx_file, options=spec.options))
-        self.info = reply
+        try:
+            self.info = self.call(dict(setup, backend=spec.name, onnx_file=spec.onnx_file, options=spec.options))
+        except WorkerError:
+            self.close()
+            raise
 
     def call(self, message: Dict[str, Any]) -> Dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write((json.dumps(message) + "\n").encode())
             self.proc.stdin.flush()
+            if not self._wait_readable():
+                self.proc.kill()
+                raise WorkerError(f"no answer within {self.timeout:g} s (worker killed)")
             line = self.proc.stdout.readline()
         except (BrokenPipeError, OSError):
             line = b""
@@ -292,6 +310,15 @@ class _Worker:
         if not reply.get("ok"):
             raise WorkerError(reply.get("message", "failed"), skip=reply.get("skip", False))
         return reply
+
+    def _wait_readable(self) -> bool:
+        """False if the worker has not answered within the timeout (POSIX; elsewhere wait forever)."""
+        try:
+            import select
+            ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+            return bool(ready)
+        except (ImportError, OSError, ValueError):
+            return True
 
     def stderr_tail(self, n: int = 600) -> str:
         try:
@@ -478,7 +505,7 @@ def run_bench(config: BenchConfig, progress: Optional[Callable[[int, int, str], 
                     entry.update(status="skipped", message=why)
                     continue
                 try:
-                    worker = _Worker(spec, setup, threads, tmpdir, i)
+                    worker = _Worker(spec, setup, threads, tmpdir, i, timeout=config.timeout)
                     entry["info"] = {k: v for k, v in worker.info.items() if k not in ("ok",)}
                     workers.append((entry, worker))
                 except WorkerError as e:
@@ -719,21 +746,26 @@ class _DarkcspRunner(_Runner):
 class _OnnxFileRunner(_Runner):
     """An ONNX file made elsewhere (a peer converter, ``darkcsp convert``) on onnxruntime or OpenCV DNN."""
 
-    def __init__(self, path: str, engine: str, threads: int):
+    def __init__(self, path: str, engine: str, threads: int, options: Optional[Dict[str, Any]] = None):
         self.path, self.engine = path, engine
+        options = options or {}
         if engine == "onnxruntime":
             import onnxruntime as ort
             so = ort.SessionOptions()
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            for key, value in (options.get("session_config") or {}).items():  # e.g. session.intra_op.allow_spinning
+                so.add_session_config_entry(key, str(value))
             self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
             self.input_name = self.sess.get_inputs()[0].name
             self.output_names = [o.name for o in self.sess.get_outputs()]
         else:
             import cv2
             cv2.setNumThreads(threads)
-            self.net = cv2.dnn.readNetFromONNX(path)
+            engine_name = options.get("opencv_engine")  # OpenCV 5: ENGINE_AUTO / ENGINE_CLASSIC / ENGINE_NEW
+            self.net = (cv2.dnn.readNetFromONNX(path, getattr(cv2.dnn, engine_name)) if engine_name
+                        else cv2.dnn.readNetFromONNX(path))
             self.output_names = list(self.net.getUnconnectedOutLayersNames())
 
     def infer(self, x):
@@ -798,6 +830,10 @@ class _WorkerSession:
         self.x = np.ascontiguousarray(np.load(setup["input"]).astype(np.float32, copy=False))
         self.step = self._make_step()
         self.setup_s = time.perf_counter() - t0
+        # Peak RSS is reported for running the network (warm-up + timed runs), not for building it (an export
+        # or an INT8 calibration can take far more memory than inference).
+        self.setup_peak_mib = rss_mib()[1]
+        self.peak_reset = reset_peak_rss()
         for _ in range(int(setup.get("warmup", 0))):
             self.step()
 
@@ -812,7 +848,7 @@ class _WorkerSession:
     def _make_runner(self) -> _Runner:
         s = self.setup
         if s.get("onnx_file"):
-            return _OnnxFileRunner(s["onnx_file"], self.name, self.threads)
+            return _OnnxFileRunner(s["onnx_file"], self.name, self.threads, s.get("options"))
         if self.name == "opencv-darknet":
             return _OpenCvDarknetRunner(s["cfg"], s["weights"], self.threads)
         if self.name == "opencv":
@@ -997,7 +1033,8 @@ def _worker_main() -> int:
                 session = _WorkerSession(msg)
                 cur, peak = rss_mib()
                 reply(ok=True, setup_s=session.setup_s, rss_after_warmup_mib=cur, versions=_worker_versions(),
-                      details=session.runner.details(), threads=session.threads)
+                      details=session.runner.details(), threads=session.threads,
+                      setup_peak_rss_mib=session.setup_peak_mib, peak_rss_excludes_setup=session.peak_reset)
             elif cmd == "time":
                 assert session is not None
                 reply(ok=True, times=session.time(int(msg["n"])))

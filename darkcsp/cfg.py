@@ -21,6 +21,9 @@ from .errors import CfgError
 
 log = logging.getLogger("darkcsp")
 
+#: cfg files larger than this are refused (real cfgs are < 100 kB)
+MAX_CFG_BYTES = 16 << 20
+
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -82,13 +85,18 @@ class Section:
                 raise self.error(f"required option '{key}' is missing")
             return default
         text = self._number_text(key, value)
+        number: Optional[int] = None
         if _INT_RE.match(text):
-            return int(text)
-        if _FLOAT_RE.match(text):
+            number = int(text)
+        elif _FLOAT_RE.match(text):
             # Darknet's atoi truncates "2.0" to 2; accept integral floats, refuse the rest.
             f = float(text)
             if abs(f) < float("inf") and f == int(f):  # "1e400" is inf: refused below, not OverflowError
-                return int(f)
+                number = int(f)
+        if number is not None:
+            if not -2 ** 31 <= number < 2 ** 31:
+                raise self.error(f"{key}={value} is outside the range of Darknet's 32-bit int", key)
+            return number
         if not re.match(r"^[+-]?\d", text):
             # Darknet's atoi: no leading number -> 0 (e.g. batch_normalize=True means NO batch norm)
             self.warn(f"'{key}={value}' is not a number; Darknet's atoi reads it as 0", key)
@@ -196,13 +204,17 @@ def read_cfg(path: Union[str, Path]) -> List[Section]:
     """Read a cfg file into sections; a missing, binary or non-text file is a CfgError."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with p.open("rb") as f:
+            data = f.read(MAX_CFG_BYTES + 1)  # bounded: /dev/zero or a video given as cfg must not hang
     except FileNotFoundError:
         raise CfgError("cfg file not found", file=str(path)) from None
     except IsADirectoryError:
         raise CfgError("is a directory, not a cfg file", file=str(path)) from None
     except OSError as e:
         raise CfgError(f"cannot read cfg file: {e.strerror}", file=str(path)) from None
+    if len(data) > MAX_CFG_BYTES:
+        raise CfgError(f"more than {MAX_CFG_BYTES >> 20} MB: not a Darknet cfg (the largest are ~100 kB)",
+                       file=str(path))
     if not data.strip():
         raise CfgError("cfg file is empty", file=str(path))
     if b"\x00" in data[:4096]:

@@ -15,6 +15,9 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     """Yield a temporary path to write; it becomes ``path`` only if the block finishes without error."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    blocker = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ResourceError(f"cannot write output: {blocker} is a file, not a folder", file=str(path))
     try:
         parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=str(parent))

@@ -1,6 +1,7 @@
 """Sections -> a graph of layers with Darknet's shapes, parameter counts and BFLOPs."""
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from pathlib import Path
@@ -96,7 +97,10 @@ def build_graph(sections: Sequence[Section], *, dialect: Union[str, Dialect] = "
         cls = REGISTRY.get(section.name)
         if cls is None:
             known = ", ".join(sorted(REGISTRY))
-            raise CfgError(f"unknown layer type [{section.name}] (layer {index}); Darknet knows: {known}",
+            shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in section.name)
+            close = difflib.get_close_matches(section.name, list(REGISTRY) + list(UNSUPPORTED), 1, 0.75)
+            hint = f"did you mean [{close[0]}]? " if close else ""
+            raise CfgError(f"unknown layer type [{shown}] (layer {index}); {hint}Darknet knows: {known}",
                            file=section.file, line=section.line)
         layer = cls(section, index, ctx)
         c, h, w = layer.out_shape
@@ -105,10 +109,11 @@ def build_graph(sections: Sequence[Section], *, dialect: Union[str, Dialect] = "
                            f"{layer.out_shape}", file=section.file, line=section.line, section=section.name)
         # activations and weights (a [connected] with a huge output allocates its weights, not activations)
         total_bytes += 4 * layer.outputs + 4 * layer.params
-        if total_bytes > limit * 2 ** 30:
+        if total_bytes + 4 * layer.workspace > limit * 2 ** 30:
             raise ResourceError(
-                f"the network needs more than {limit:g} GiB of activations and weights by layer {index} "
-                f"({layer.out_shape}, {layer.params} params); set DARKCSP_MAX_MEMORY_GB to allow it", file=section.file,
+                f"the network needs more than {limit:g} GiB of activations, weights and scratch memory by layer "
+                f"{index} (output {layer.out_shape}, {layer.params} params, {layer.workspace} scratch floats); set "
+                "DARKCSP_MAX_MEMORY_GB to allow it", file=section.file,
                 line=section.line, section=section.name)
         for opt in section.unused():
             log.warning("%s:%d [%s]: Unused field: '%s = %s'", section.file, opt.line, section.name, opt.key,

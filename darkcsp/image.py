@@ -8,8 +8,10 @@ differ slightly (stb_image's IDCT vs libjpeg-turbo's), see tests/test_image.py f
 """
 from __future__ import annotations
 
+import os
+import struct
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -19,12 +21,71 @@ __all__ = ["load_image", "decode_image", "from_bgr", "resize_image", "letterbox_
            "preprocess", "to_bgr_uint8"]
 
 
+#: images with more pixels are refused before decoding (DARKCSP_MAX_IMAGE_PIXELS); 2^27 ~ 11585 x 11585
+DEFAULT_MAX_IMAGE_PIXELS = 1 << 27
+
+
+def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) from a PNG, GIF, BMP or JPEG header without decoding; None if unknown."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", data[6:10])
+        if data[:2] == b"BM":
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+        if data[:2] == b"\xff\xd8":  # JPEG: walk the segments to the first SOFn
+            i = 2
+            while i + 9 < len(data):
+                if data[i] != 0xFF:
+                    return None
+                marker = data[i + 1]
+                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                    i += 2
+                    continue
+                length = struct.unpack(">H", data[i + 2:i + 4])[0]
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                    return w, h
+                i += 2 + length
+    except struct.error:
+        return None
+    return None
+
+
+def _png_chunk_overflow(data: bytes) -> Optional[str]:
+    """A PNG chunk whose length runs past the end of the file: OpenCV's decoder would allocate that length
+    (a 300-byte file claiming a 3.8 GB chunk costs 3.8 GB) before failing."""
+    i = 8
+    while i + 8 <= len(data):
+        n, kind = struct.unpack(">I4s", data[i:i + 8])
+        if i + 12 + n > len(data):
+            return f"PNG chunk {kind.decode('latin-1')!r} at byte {i} claims {n} bytes, the file ends at {len(data)}"
+        if kind == b"IEND":
+            break
+        i += 12 + n
+    return None
+
+
 def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
     """Encoded image bytes -> (3, H, W) float32 RGB in [0, 1], as Darknet's load_image_stb."""
     import cv2
     if not data:
         raise ImageError("empty file (0 bytes), not an image", file=name)
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    limit = int(os.environ.get("DARKCSP_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS))
+    size = _header_size(data)
+    if size is not None and size[0] * size[1] > limit:
+        raise ImageError(f"image is {size[0]} x {size[1]} pixels, more than the {limit} allowed (decoding it "
+                         "would need several GB; set DARKCSP_MAX_IMAGE_PIXELS to allow it)", file=name)
+    overflow = _png_chunk_overflow(data) if data[:8] == b"\x89PNG\r\n\x1a\n" else None
+    if overflow:
+        raise ImageError(f"corrupt or truncated image: {overflow}", file=name)
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # e.g. OpenCV's own pixel limit (CV_IO_MAX_IMAGE_PIXELS) in formats not checked above
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else "decoder error"
+        raise ImageError(f"cannot decode image ({msg})", file=name) from None
     if arr is None or arr.size == 0:
         raise ImageError("cannot decode image (not an image format OpenCV reads, or a corrupt/truncated file)",
                          file=name)
@@ -44,9 +105,16 @@ def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
     return _to_float(rgb)
 
 
+#: Darknet: im.data[...] = (float)data[src]/255.  -> double division, stored as float; a table lookup gives the
+#: same values without a float64 copy of the whole image
+_BYTE_TO_FLOAT = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+
+
 def _to_float(rgb_hwc: np.ndarray) -> np.ndarray:
-    # Darknet: im.data[...] = (float)data[src]/255.  -> double division, stored as float
-    return (np.ascontiguousarray(rgb_hwc.transpose(2, 0, 1)).astype(np.float64) / 255.0).astype(np.float32)
+    chw = np.ascontiguousarray(rgb_hwc.transpose(2, 0, 1))
+    if chw.dtype == np.uint8:
+        return _BYTE_TO_FLOAT[chw]
+    return (chw.astype(np.float64) / 255.0).astype(np.float32)
 
 
 def from_bgr(frame: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,10 +53,23 @@ class WeightsFile:
     layers: List[Weights] = field(default_factory=list)
 
 
-def _read_bytes(path: Union[str, Path]) -> bytes:
+def _too_long(path: Union[str, Path], what: str, limit: int) -> WeightsError:
+    return WeightsError(f"weights file far too long: {what}, more than {limit} bytes, twice what the cfg needs "
+                        "(a weights file for another cfg, or not a weights file at all?)", file=str(path))
+
+
+def _read_bytes(path: Union[str, Path], limit: Optional[int] = None) -> bytes:
+    """The (decompressed) file content; a file holding more than ``limit`` bytes is refused without reading
+    (or decompressing) all of it."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(6)
+            compressed = data == b"\xfd7zXZ\x00" or data[:2] == b"\x1f\x8b"
+            if limit is not None and not compressed:
+                size = os.fstat(f.fileno()).st_size
+                if size > limit:
+                    raise _too_long(path, f"the file is {size} bytes", limit)
+            data += f.read()
     except FileNotFoundError:
         raise WeightsError("weights file not found", file=str(path)) from None
     except IsADirectoryError:
@@ -63,19 +77,37 @@ def _read_bytes(path: Union[str, Path]) -> bytes:
     except OSError as e:
         raise WeightsError(f"cannot read weights file: {e.strerror}", file=str(path)) from None
     try:
+        if limit is None:
+            if data[:6] == b"\xfd7zXZ\x00":
+                return lzma.decompress(data)
+            if data[:2] == b"\x1f\x8b":
+                return gzip.decompress(data)
+            return data
         if data[:6] == b"\xfd7zXZ\x00":
-            return lzma.decompress(data)
-        if data[:2] == b"\x1f\x8b":
-            return gzip.decompress(data)
+            d = lzma.LZMADecompressor()
+            out = d.decompress(data, limit + 1)
+        elif data[:2] == b"\x1f\x8b":
+            d = zlib.decompressobj(wbits=31)
+            out = d.decompress(data, limit + 1)
+        else:
+            return data
+        if len(out) > limit:
+            raise _too_long(path, "it decompresses to more than that", limit)
+        if not d.eof:
+            raise WeightsError("corrupt compressed weights file: truncated", file=str(path))
+        return out
     except (lzma.LZMAError, zlib.error, OSError, EOFError) as e:
         raise WeightsError(f"corrupt compressed weights file: {e}", file=str(path)) from None
-    return data
 
 
 def read_weights(path: Union[str, Path], graph: Graph, *, upto: Optional[int] = None,
                  allow_short: bool = False) -> WeightsFile:
     """Read ``path`` for ``graph``; ``upto`` loads only layers [0, upto) (Darknet's partial)."""
-    data = _read_bytes(path)
+    # a full load needs exactly header + params floats: refuse a far bigger file (a video, another network's
+    # 250 MB weights) before reading it all; smaller mismatches get parse_weights' precise message
+    needed = 20 + 4 * sum(layer.params for layer in graph.layers if not layer.dontload)
+    limit = None if upto is not None else 2 * needed + (1 << 20)
+    data = _read_bytes(path, limit)
     return parse_weights(data, graph, file=str(path), upto=upto, allow_short=allow_short)
 
 

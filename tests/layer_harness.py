@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import textwrap
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -92,12 +94,21 @@ def check_lowering(layer: Layer, xs: Sequence[np.ndarray], w=None, *, opencv: bo
 _MODELS: Dict[str, object] = {}
 
 
-def case_model(case: str, dialect: str = "alexeyab"):
-    """darkcsp.load of a conformance case (cached), or skip when the corpus is missing."""
-    import darkcsp
+def case_dir(case: str) -> Path:
+    """The conformance case folder; skip when the corpus is missing (fail if DARKCSP_REQUIRE_CONFORMANCE)."""
     d = conformance_root() / "cases" / case
-    if not (d / "all_layers.npz").exists():
-        pytest.skip(f"conformance case {case} not found (set DARKCSP_CONFORMANCE)")
+    if not (d / "model.cfg").exists():
+        message = f"conformance case {case} not found under {conformance_root()} (set DARKCSP_CONFORMANCE)"
+        if os.environ.get("DARKCSP_REQUIRE_CONFORMANCE"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return d
+
+
+def case_model(case: str, dialect: str = "alexeyab"):
+    """darkcsp.load of a conformance case (cached)."""
+    import darkcsp
+    d = case_dir(case)
     if case not in _MODELS:
         logging.getLogger("darkcsp").setLevel(logging.ERROR)
         _MODELS[case] = darkcsp.load(d / "model.cfg", d / "model.weights.xz", dialect=dialect)
@@ -108,7 +119,7 @@ def check_golden_layer(case: str, index: int) -> float:
     """Run layer ``index`` of ``case`` on Darknet's own inputs; assert it matches Darknet's output within the
     case tolerance; return the max abs deviation."""
     model = case_model(case)
-    d = conformance_root() / "cases" / case
+    d = case_dir(case)
     tol = json.loads((d / "meta.json").read_text())["tolerance"]["recommended"]
     npz = np.load(d / "all_layers.npz")
     layer = model.layers[index]

@@ -39,8 +39,10 @@ def test_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("DARKCSP_CACHE", str(tmp_path))
     assert assets.cache_dir() == tmp_path
     monkeypatch.delenv("DARKCSP_CACHE")
-    # a source checkout (this test runs in one) caches in weights/
-    assert assets.cache_dir() == assets.REPO_ROOT / "weights"
+    # a source checkout with a weights/ folder caches there, anything else in the user cache
+    checkout = assets.REPO_ROOT / "weights"
+    expected = checkout if checkout.is_dir() else Path.home() / ".cache" / "darkcsp"
+    assert assets.cache_dir() == expected
 
 
 def _wheel(folder: Path, name: str = "fakeasset", version: str = "1.0") -> Path:

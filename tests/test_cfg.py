@@ -202,3 +202,15 @@ def test_write_cfg_helper_roundtrip(tmp_path):
         width=8
     """)
     assert read_cfg(p)[0].int("width") == 8
+
+
+@pytest.mark.parametrize("value, ok", [("2147483647", True), ("-2147483648", True), ("2147483648", False),
+                                       ("99999999999999999999", False), ("1e10", False)])
+def test_int_reader_refuses_values_outside_darknets_int(value, ok):
+    s = one(f"[c]\nstride={value}\n")[0]
+    if ok:
+        assert s.int("stride") == int(value)
+    else:
+        with pytest.raises(CfgError, match="32-bit int") as e:
+            s.int("stride")
+        assert e.value.line == 2 and e.value.option == "stride"

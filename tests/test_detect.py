@@ -11,7 +11,6 @@ Plus the CLI itself: default model, JSON, annotated outputs, video, errors, and 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -47,7 +46,6 @@ def trained_model(case):
     if not w.exists():
         pytest.skip(f"trained weights for {case} not fetched ({w}); run fetch_trained.py")
     if case not in _MODELS:
-        logging.getLogger("darkcsp").setLevel(logging.ERROR)
         d = conformance_root() / "cases" / case
         _MODELS[case] = (darkcsp.load(d / "model.cfg", w), class_names(next(d.glob("*.names"))))
     return _MODELS[case]
@@ -257,6 +255,20 @@ def test_cli_bad_input_exit_code(tmp_path, capsys, arg):
     rc = main(["detect", "--cfg", str(cfg), "--out", str(tmp_path / "o"), str(tmp_path / arg)])
     assert rc == 4
     assert "error" in capsys.readouterr().err
+
+
+def test_cli_batch_goes_on_after_a_bad_image(tmp_path, capsys):
+    import cv2
+    cfg = write_cfg(tmp_path, TINY)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(tmp_path / "imgs" / "b.png"), np.zeros((20, 20, 3), np.uint8))
+    rc = main(["detect", "--cfg", str(cfg), "--out", str(tmp_path / "o"), "--json", str(tmp_path / "imgs")])
+    assert rc == 4
+    err = capsys.readouterr().err
+    assert "a.jpg" in err and "1 of 2 inputs" in err
+    records = json.loads((tmp_path / "o" / "detections.json").read_text())
+    assert [Path(r["image"]).name for r in records] == ["b.png"]
 
 
 def test_cli_never_overwrites_inputs(tmp_path, capsys):

@@ -166,7 +166,8 @@ CFG_CASES = {
     "conv-groups": (sub(BASE, "filters=8\nsize=3", "filters=8\ngroups=2\nsize=3"), CfgError, L["filters0"] + 1,
                     ["groups=2", "option 'groups'"]),
     "mask-beyond-anchors": (sub(BASE, "mask=0,1,2", "mask=0,1,3"), CfgError, L["mask"], ["mask", "3"]),
-    "unknown-section": (sub(BASE, "[sam]", "[samm]"), CfgError, 33, ["unknown layer type [samm]"]),
+    "unknown-section": (sub(BASE, "[sam]", "[samm]"), CfgError, 33,
+                        ["unknown layer type [samm]", "did you mean [sam]?"]),
     "unsupported-section": (sub(BASE, "[sam]\nfrom=-2", "[lstm]\noutput=4"), UnsupportedError, 33, ["lstm"]),
     "option-before-section": ("width=3\n" + BASE, CfgError, 1, ["before the first [section]"]),
     "malformed-header": (sub(BASE, "[route]", "[route] # concat"), CfgError, L["route"], ["malformed section"]),
@@ -251,7 +252,8 @@ def net(tmp_path):
 
 WEIGHTS_CASES = {
     "short": (header() + bytes(4 * (BASE_PARAMS - 1)), ["too short", "layer 6 [convolutional]", "byte offset"]),
-    "long": (header() + bytes(4 * (BASE_PARAMS + 3)), ["too long", "3 left over", f"byte offset {20 + 4 * BASE_PARAMS}"]),
+    "long": (header() + bytes(4 * (BASE_PARAMS + 3)),
+             ["too long", "3 left over", f"byte offset {20 + 4 * BASE_PARAMS}"]),
     "empty": (b"", ["0 bytes", "header"]),
     "stray-bytes": (header() + bytes(4 * BASE_PARAMS + 2), ["stray bytes"]),
     "bad-header": (struct.pack("<iii", -7, 2, 0) + bytes(8 + 4 * BASE_PARAMS), ["bad header", "major=-7"]),
@@ -417,3 +419,236 @@ def test_no_python_exception_names_in_messages(tmp_path, capsys):
         msgs.append(error_line(err))
     for m in msgs:
         assert not re.search(r"(Error|Exception|NoneType|Traceback)\b", m.split(": ", 1)[1]), m
+
+
+# ----- images: darkcsp.image and `darkcsp detect` ------------------------------------------------------------
+DETECT_CFG = """\
+[net]
+width=32
+height=32
+channels=3
+
+[convolutional]
+filters=21
+size=1
+stride=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=1,2, 3,4, 5,6
+classes=2
+num=3
+"""
+
+
+def _png_header_only(w: int, h: int) -> bytes:
+    """A PNG that claims w x h pixels (one row of data): decoding it would allocate w*h*3 bytes."""
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    data = zlib.compress(b"\x00" * (1 + 3 * w))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def images(tmp_path):
+    import cv2
+    rng = np.random.default_rng(0)
+    d = tmp_path / "img"
+    d.mkdir()
+    cv2.imwrite(str(d / "rgb.png"), rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    cv2.imwrite(str(d / "gray.png"), rng.integers(0, 255, (20, 30), dtype=np.uint8))
+    cv2.imwrite(str(d / "gray16.png"), rng.integers(0, 65535, (20, 30), dtype=np.uint16))
+    cv2.imwrite(str(d / "rgb16.png"), rng.integers(0, 65535, (20, 30, 3), dtype=np.uint16))
+    cv2.imwrite(str(d / "rgba.png"), rng.integers(0, 255, (20, 30, 4), dtype=np.uint8))
+    cv2.imwrite(str(d / "photo.jpg"), rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    (d / "zero.jpg").write_bytes(b"")
+    (d / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    (d / "truncated.png").write_bytes((d / "rgb.png").read_bytes()[:300])
+    (d / "text.png").write_text("not an image")
+    (d / "huge.png").write_bytes(_png_header_only(100000, 100000))
+    (d / "big.png").write_bytes(_png_header_only(20000, 20000))
+    # a valid 30x20 PNG whose IDAT length says 3.8 GB: OpenCV would allocate that before failing
+    png = bytearray((d / "rgb.png").read_bytes())
+    idat = png.find(b"IDAT") - 4
+    png[idat:idat + 4] = struct.pack(">I", 3875537166)
+    (d / "chunkbomb.png").write_bytes(bytes(png))
+    return d
+
+
+@pytest.mark.parametrize("name", ["rgb.png", "gray.png", "gray16.png", "rgb16.png", "rgba.png", "photo.jpg"])
+def test_load_image_formats_become_rgb_float(images, name):
+    from darkcsp.image import load_image
+    im = load_image(images / name)
+    assert im.shape == (3, 20, 30) and im.dtype == np.float32
+    assert 0.0 <= im.min() and im.max() <= 1.0
+
+
+def test_load_image_values_are_darknets_bytes_over_255(images):
+    """gray: replicated to RGB; 16-bit: the high byte (stb_image's v >> 8); RGBA: alpha dropped."""
+    import cv2
+    from darkcsp.image import load_image
+    g = cv2.imread(str(images / "gray.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(load_image(images / "gray.png"), np.stack([g / 255.0] * 3).astype(np.float32))
+    g16 = cv2.imread(str(images / "gray16.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(load_image(images / "gray16.png")[0], ((g16 >> 8) / 255.0).astype(np.float32))
+    bgra = cv2.imread(str(images / "rgba.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(load_image(images / "rgba.png"),
+                                  (bgra[:, :, 2::-1].transpose(2, 0, 1) / 255.0).astype(np.float32))
+
+
+@pytest.mark.parametrize("name, words", [("zero.jpg", ["empty", "0 bytes"]), ("corrupt.jpg", ["cannot decode"]),
+                                         ("truncated.png", ["truncated", "the file ends at 300"]),
+                                         ("text.png", ["cannot decode"]),
+                                         ("chunkbomb.png", ["claims 3875537166 bytes"]),
+                                         ("missing.png", ["not found"]), ("huge.png", ["100000 x 100000"]),
+                                         ("big.png", ["20000 x 20000", "DARKCSP_MAX_IMAGE_PIXELS"])])
+def test_load_image_errors(images, name, words):
+    from darkcsp.image import load_image
+    with pytest.raises(ImageError) as e:
+        load_image(images / name)
+    assert str(e.value).startswith(str(images / name))
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_load_image_pixel_limit_is_configurable(images, monkeypatch):
+    from darkcsp.image import load_image
+    monkeypatch.setenv("DARKCSP_MAX_IMAGE_PIXELS", "100")
+    with pytest.raises(ImageError, match="30 x 20 pixels"):
+        load_image(images / "rgb.png")
+
+
+def detect(argv, capsys, tmp_path):
+    cfg = write(tmp_path, "det.cfg", DETECT_CFG)
+    return cli(["detect", "--cfg", cfg, "--backend", "numpy", "--thresh", "0.99"] + list(argv), capsys)
+
+
+@pytest.mark.parametrize("name", ["zero.jpg", "corrupt.jpg", "truncated.png", "huge.png", "missing.png",
+                                  "chunkbomb.png"])
+def test_detect_bad_image(images, tmp_path, capsys, name):
+    out = tmp_path / "out"
+    code, _, err = detect([images / name, "--out", out, "--json"], capsys, tmp_path)
+    assert code == ImageError.exit_code, err
+    assert "Traceback" not in err
+    msg = error_line(err)
+    assert msg.startswith(str(images / name)), msg
+    assert not out.exists() or not any(p.name.startswith(".") or p.suffix in (".png", ".jpg") for p in out.iterdir())
+
+
+@pytest.mark.parametrize("name", ["gray.png", "gray16.png", "rgb16.png", "rgba.png"])
+def test_detect_unusual_but_valid_images(images, tmp_path, capsys, name):
+    out = tmp_path / "out"
+    code, _, err = detect([images / name, "--out", out], capsys, tmp_path)
+    assert code == 0, err
+    assert (out / name).exists() and [p.name for p in out.iterdir()] == [name]
+
+
+def test_detect_mixed_inputs_reports_bad_ones_and_fails(images, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = detect([images / "rgb.png", images / "corrupt.jpg", "--out", out], capsys, tmp_path)
+    assert code == ImageError.exit_code
+    assert str(images / "corrupt.jpg") in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["rgb.png"]  # the good one, nothing partial
+
+
+def test_detect_unwritable_output(images, tmp_path, capsys):
+    out = unwritable(tmp_path)
+    code, _, err = detect([images / "rgb.png", "--out", out], capsys, tmp_path)
+    assert code == ResourceError.exit_code, err
+    assert "is a file, not a folder" in error_line(err)
+    code, _, err = detect([images / "rgb.png", "--no-save", "--json-file", out / "d.json"], capsys, tmp_path)
+    assert code == ResourceError.exit_code, err
+    assert str(out / "d.json") in error_line(err)
+
+
+def test_detect_bad_cfg_and_weights(images, tmp_path, capsys):
+    bad = write(tmp_path, "bad.cfg", sub(DETECT_CFG, "mask=0,1,2", "mask=0,1,7"))
+    code, _, err = cli(["detect", "--cfg", bad, "--backend", "numpy", images / "rgb.png", "--no-save"], capsys)
+    assert code == CfgError.exit_code and f"{bad}:13" in error_line(err)
+    cfg = write(tmp_path, "det.cfg", DETECT_CFG)
+    w = write(tmp_path, "short.weights", header() + bytes(40))
+    code, _, err = cli(["detect", "--cfg", cfg, "--weights", w, "--backend", "numpy", images / "rgb.png",
+                        "--out", tmp_path / "o"], capsys)
+    assert code == WeightsError.exit_code and "too short" in error_line(err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_of_memory_is_a_resource_error_without_traceback(tmp_path, capsys, monkeypatch):
+    import darkcsp.cli.summary as summary
+
+    def boom(args):
+        raise MemoryError("Unable to allocate 300. GiB")
+
+    monkeypatch.setattr(summary, "run", boom)
+    code, _, err = cli(["summary", "--cfg", write(tmp_path, "net.cfg", BASE)], capsys)
+    assert code == ResourceError.exit_code and "out of memory" in error_line(err)
+
+
+def test_broken_pipe_exits_quietly(tmp_path):
+    """`darkcsp summary ... | head -1`: no BrokenPipeError traceback when the reader goes away."""
+    big = BASE + "".join("\n[maxpool]\nsize=1\nstride=1\n" for _ in range(3000))
+    cfg = write(tmp_path, "big.cfg", big)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "-m", "darkcsp", "summary", "--cfg", str(cfg)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    p.stdout.readline()
+    p.stdout.close()  # the reader goes away
+    err = p.stderr.read().decode()
+    p.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+@pytest.mark.parametrize("command", ["run", "convert", "detect"])
+@pytest.mark.parametrize("case", sorted(CFG_CASES))
+def test_cfg_mistakes_other_commands(tmp_path, capsys, case, command):
+    """The same cfg mistakes through run/convert/detect: same message and exit code, no output file."""
+    data, cls, line, words = CFG_CASES[case]
+    p = write(tmp_path, "bad.cfg", data)
+    out = tmp_path / "out"
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 3, 16, 16), np.float32))
+    img = tmp_path / "i.png"
+    import cv2
+    cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
+    argv = {"run": ["run", "--cfg", p, "--input", x, "--out", out / "o.npz"],
+            "convert": ["convert", "--cfg", p, "-o", out / "m.onnx"],
+            "detect": ["detect", "--cfg", p, "--backend", "numpy", img, "--out", out, "--json"]}[command]
+    code, _, err = cli(argv, capsys)
+    assert code == cls.exit_code, err
+    msg = error_line(err)
+    assert re.match(re.escape(str(p)) + (f":{line}[ :]" if line is not None else "[ :]"), msg), msg
+    for w in words:
+        assert w in msg, (w, msg)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_bad_size_override_names_the_flag_not_the_cfg(tmp_path, capsys, size):
+    code, _, err = cli(["summary", "--cfg", write(tmp_path, "net.cfg", BASE), "--width", size], capsys)
+    assert code == CfgError.exit_code and error_line(err).startswith(f"--width {size}")
+
+
+def test_huge_size_override_is_refused_before_allocating(tmp_path, capsys, net):
+    cfg, x = net
+    code, _, err = cli(["run", "--cfg", cfg, "--input", x, "--out", tmp_path / "o.npz", "--width", "100000",
+                        "--height", "100000"], capsys)
+    assert code == ResourceError.exit_code and "DARKCSP_MAX_MEMORY_GB" in error_line(err)
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_memory_limit_is_configurable(tmp_path, capsys, monkeypatch):
+    cfg = write(tmp_path, "net.cfg", BASE)
+    monkeypatch.setenv("DARKCSP_MAX_MEMORY_GB", "0.0001")  # ~100 kB: BASE needs more
+    code, _, err = cli(["summary", "--cfg", cfg], capsys)
+    assert code == ResourceError.exit_code and "0.0001 GiB" in error_line(err)
+
+
+def test_reference_from_layer_0(tmp_path, capsys):
+    p = write(tmp_path, "r.cfg", "[net]\nwidth=8\nheight=8\nchannels=3\n\n[route]\nlayers=-1\n")
+    code, _, err = cli(["summary", "--cfg", p], capsys)
+    assert code == CfgError.exit_code
+    assert error_line(err).startswith(f"{p}:7 [route] option 'layers'") and "no earlier layer" in err

@@ -156,3 +156,23 @@ def test_fuzz_tool_runs_and_saves_reproducers(tmp_path):
         e.params = 10
     d = _fuzz.save_input(_fuzz.make_input(corpus, 3, 7), out, "note")
     assert (d / "model.cfg").exists() and "mutations" in (d / "README.txt").read_text()
+
+
+def test_fuzz_images(tmp_path):
+    """Mutated PNG/JPEG/BMP/TIFF/WebP/PNM bytes through darkcsp.image (decode + Darknet's resize/letterbox):
+    an ImageError or a correct network input, never a crash, a hang or a memory blow-up. Run in a worker
+    process by tools/fuzz.py, so that a crash inside a C decoder cannot take pytest down."""
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "fuzz.py"), "--images", "--inputs", "600", "--seed", "4",
+                        "--timeout", str(PER_INPUT_SECONDS), "--out", str(tmp_path / "findings")],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "600 tried" in r.stdout and "crashes: 0" in r.stdout and "hangs: 0" in r.stdout
+    assert "ok " in r.stdout and "ImageError " in r.stdout  # both outcomes exercised
+
+
+def test_image_inputs_are_reproducible():
+    images = _fuzz.seed_images()
+    assert len(images) >= 10
+    a = [_fuzz.make_image_input(images, 2, i) for i in range(30)]
+    b = [_fuzz.make_image_input(images, 2, i) for i in range(30)]
+    assert [(x.data, x.net) for x in a] == [(x.data, x.net) for x in b]

@@ -441,15 +441,23 @@ def test_relu6_follows_gpu_build():
     assert (ref > 0).mean() > 0.2  # a real, non-trivial output
 
 
-@pytest.mark.parametrize("options,channels,out_shape,naive_args", [GEOMETRIES[i] for i in (1, 5, 8, 9, 16)])
-def test_banded_im2col(tmp_path, monkeypatch, options, channels, out_shape, naive_args):
-    """Large maps are convolved in bands of output rows; force one-row bands on a small map."""
+@pytest.mark.parametrize("options,channels,out_shape,naive_args", [GEOMETRIES[i] for i in (1, 5, 8, 9, 12, 16)])
+@pytest.mark.parametrize("activation", ["leaky", "normalize_channels"])
+def test_banded(tmp_path, monkeypatch, options, channels, out_shape, naive_args, activation):
+    """Large maps are convolved in bands of output pixels, BN/activation applied per band: force tiny bands."""
     import darkcsp.layers.convolutional as conv
-    monkeypatch.setattr(conv, "IM2COL_BUDGET_DENSE", 1)
-    monkeypatch.setattr(conv, "IM2COL_BUDGET_GROUPED", 1)
-    model = darkcsp.load(conv_cfg(tmp_path, f"{options}\nactivation=linear", channels))
-    w = model.weights[0]
-    x = random_input((1, channels, 5, 5), seed=9)
+    for name in ("IM2COL_BUDGET_DENSE", "IM2COL_BUDGET_GROUPED", "OUT_BAND_BYTES", "OUT_BAND_MIN"):
+        monkeypatch.setattr(conv, name, 1)
+    model = darkcsp.load(conv_cfg(tmp_path, f"{options}\nbatch_normalize=1\nactivation={activation}", channels))
+    w = set_random_bn(model.weights[0], np.random.default_rng(3))
+    x = random_input((2, channels, 5, 5), seed=9) - 0.5
+    y = model.graph.layers[0].forward([x], w)
     sy, sx, pad, d, groups = naive_args
-    ref = naive_conv(x[0], w["weights"], sy, sx, pad, d, groups, out_shape[1], out_shape[2]) + w["biases"][:, None, None]
-    np.testing.assert_allclose(model.graph.layers[0].forward([x], w)[0], ref, rtol=1e-5, atol=1e-5)
+    for b in range(2):
+        ref = bn_alexeyab(naive_conv(x[b], w["weights"], sy, sx, pad, d, groups, out_shape[1], out_shape[2]), w)
+        if activation == "leaky":
+            ref = leaky(ref)
+        else:  # per pixel over channels: v = max(x, 0); v / (1e-4 + sum v)
+            v = np.maximum(ref, 0)
+            ref = v / (1e-4 + v.sum(axis=0, keepdims=True))
+        np.testing.assert_allclose(y[b], ref, rtol=1e-4, atol=1e-5)

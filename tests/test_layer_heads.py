@@ -6,6 +6,7 @@ loops written out here, the ONNX lowering against the NumPy forward, and the dec
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -96,6 +97,7 @@ def test_yolo_options():
 
 
 def test_yolo_training_options_are_not_reported_unused(caplog):
+    caplog.set_level(logging.WARNING, logger="darkcsp")
     head(YOLO + "jitter=.3\nignore_thresh=.7\ntruth_thresh=1\nrandom=1\niou_loss=ciou\niou_normalizer=0.07\n"
          "cls_normalizer=1.0\nresize=1.5\nmax=200\n", 21, 4, 4)
     assert "Unused field" not in caplog.text
@@ -110,13 +112,24 @@ def test_yolo_filters_mismatch_names_the_fix():
     assert "filters of the conv before [yolo] must be 255" in msg and "21" in msg
 
 
-def test_yolo_mask_beyond_anchors():
-    with pytest.raises(CfgError, match="mask index 6"):
+def test_yolo_mask_beyond_anchors(caplog):
+    with pytest.raises(CfgError, match="mask index 6"):  # no 7th anchor anywhere
         head(YOLO.replace("mask=3,4,5", "mask=4,5,6"), 21, 4, 4)
+
+
+def test_yolo_mask_beyond_num_but_listed(caplog):
+    """cspx-p7-mish.cfg: the anchor is listed but num is too small; Darknet parses it, decoding is refused."""
+    caplog.set_level(logging.WARNING, logger="darkcsp")
+    layer = head(YOLO.replace("num=6", "num=5").replace("mask=3,4,5", "mask=3,4,5"), 21, 4, 4)
+    assert "mask index 5" in caplog.text
+    y = layer.forward([np.zeros((1, 21, 4, 4), np.float32)], {})
+    with pytest.raises(CfgError, match="mask index 5"):
+        layer.detections(y[0], 64, 64, 64, 64, 0.25)
 
 
 def test_yolo_anchor_count(caplog):
     """parse_yolo reads at most 2*num anchor values; missing ones keep 0.5."""
+    caplog.set_level(logging.WARNING, logger="darkcsp")
     layer = head(YOLO.replace("num=6", "num=5").replace("mask=3,4,5", "mask=2,3,4"), 21, 4, 4)
     assert layer.anchors.tolist() == [10, 14, 23, 27, 37, 58, 81, 82, 135, 169]
     assert "anchors" in caplog.text
@@ -138,8 +151,10 @@ def test_region_options_and_errors():
     assert layer.softmax == 0 and layer.coords == 4 and layer.is_head and layer.out_shape == (16, 5, 5)
     with pytest.raises(CfgError, match="must be 16"):
         head(text, 18, 5, 5)
+    # YOLO9000's softmax tree: the graph builds (summary works), running it is refused
+    tree = head(text + "tree=data/9k.tree\n", 16, 5, 5)
     with pytest.raises(UnsupportedError, match="tree"):
-        head(text + "tree=data/9k.tree\n", 16, 5, 5)
+        tree.forward([np.zeros((1, 16, 5, 5), np.float32)], {})
 
 
 def test_detection_options_and_errors():
@@ -263,6 +278,29 @@ def test_region_forward_naive(softmax):
                     v[5:] = e / e.sum()
                 want[0, r, c, a * 8:(a + 1) * 8] = v
     np.testing.assert_allclose(layer.forward([x], {}), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("softmax", [0, 1])
+def test_region_forward_pjreddie(softmax):
+    """pjreddie's CPU forward keeps the planar layout: logistic on x, y, objectness, and on the classes
+    unless softmax=1."""
+    layer = head(f"[region]\nanchors=1,1, 2,2\nclasses=3\nnum=2\nsoftmax={softmax}\n", 16, 3, 4, "pjreddie")
+    x = np.random.default_rng(9).standard_normal((1, 16, 3, 4)).astype(np.float32)
+    want = x.astype(np.float64).copy()
+    for a in range(2):
+        for e in (0, 1, 4):
+            want[0, a * 8 + e] = sig(want[0, a * 8 + e])
+        cls = want[0, a * 8 + 5:a * 8 + 8]
+        want[0, a * 8 + 5:a * 8 + 8] = np.exp(cls) / np.exp(cls).sum(axis=0) if softmax else sig(cls)
+    np.testing.assert_allclose(layer.forward([x], {}), want, rtol=1e-6, atol=1e-6)
+
+
+def test_yolo_pjreddie_ignores_alexeyab_options(caplog):
+    caplog.set_level(logging.WARNING, logger="darkcsp")
+    layer = head(YOLO + "scale_x_y=1.2\n", 21, 3, 4, "pjreddie")
+    assert layer.scale_x_y == 1.0 and "scale_x_y" in caplog.text  # reported unused, as pjreddie would
+    x = np.random.default_rng(10).standard_normal((1, 21, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(layer.forward([x], {}), _naive_yolo(x, 3, 7, 1.0, 0), rtol=1e-6, atol=1e-6)
 
 
 def test_detection_forward_softmax():

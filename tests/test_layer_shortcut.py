@@ -11,8 +11,7 @@ import pytest
 
 from darkcsp.errors import CfgError
 
-from conftest import conformance_root
-from layer_harness import check_golden_layer, check_lowering, graph_of, inputs_for
+from layer_harness import case_dir, check_golden_layer, check_lowering, graph_of, inputs_for
 
 # 0: (4,4,4)  1: (2,4,4)  2: (6,4,4)  3: (6,2,2)  4: (4,4,4) = the shortcut's input
 BASE = """
@@ -222,9 +221,7 @@ def test_pjreddie_refuses_several_from():
 def test_pjreddie_fingerprints_resnet10():
     """Every layer of pj-resnet10-256 (pjreddie's resampling shortcuts) against Darknet's fingerprints."""
     import darkcsp
-    d = conformance_root() / "cases" / "pj-resnet10-256"
-    if not d.is_dir():
-        pytest.skip("conformance case pj-resnet10-256 not found")
+    d = case_dir("pj-resnet10-256")
     model = darkcsp.load(d / "model.cfg", d / "model.weights.xz", dialect="pjreddie")
     fps = json.loads((d / "fingerprints.json").read_text())["layers"]
     tol = json.loads((d / "meta.json").read_text())["fingerprint_tolerance"]["recommended"]

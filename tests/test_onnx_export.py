@@ -203,6 +203,83 @@ def test_dynamic_size_where_possible(tmp_path):
     np.testing.assert_allclose(got, bigger.forward(x)[1], rtol=1e-4, atol=1e-5)
 
 
+SIZE_AGNOSTIC = """
+[net]
+width=32
+height=32
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=3
+stride=2
+
+[convolutional]
+filters=8
+size=3
+stride=1
+pad=1
+activation=swish
+
+[shortcut]
+from=-2
+activation=linear
+
+[sam]
+from=-2
+
+[convolutional]
+filters=8
+size=1
+stride=1
+activation=logistic
+
+[avgpool]
+
+[scale_channels]
+from=-3
+
+[upsample]
+stride=2
+
+[route]
+layers=-1,0
+
+[local_avgpool]
+size=2
+stride=1
+
+[batchnorm]
+
+[activation]
+activation=relu6
+"""
+
+
+def test_dynamic_size_for_size_agnostic_layers(tmp_path):
+    """Every type in DYNAMIC_SIZE_TYPES, run at a second size against the NumPy executor at that size."""
+    cfg = write_cfg(tmp_path, SIZE_AGNOSTIC)
+    model = darkcsp.load(cfg, seed=2)
+    proto, info = export_model(model, ExportOptions(dynamic_size=True, dynamic_batch=True))
+    assert info.dynamic_size
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["N", "", "H", "W"]
+    sess = _session(proto)
+    for h, w in ((32, 32), (48, 64), (24, 40)):
+        other = darkcsp.load(cfg, width=w, height=h, seed=2)
+        x = random_input((2, 3, h, w), seed=h)
+        ref = other.forward(x)[12]
+        got = sess.run(None, {"input": x})[0]
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5, err_msg=f"{w}x{h}")
+
+
 def test_dynamic_size_refused_with_static_layers(detector, caplog):
     proto, info = export_model(detector, ExportOptions(dynamic_size=True))
     assert not info.dynamic_size
@@ -260,3 +337,47 @@ def test_small_constants_shared():
     assert g.ints([1, 2]) == g.ints([1, 2])
     assert g.scalar(0.5) == g.scalar(0.5)
     assert g.ints([1, 2]) != g.ints([2, 1])
+
+
+# --------------------------------------------------------------------------------------------- darkcsp convert
+def test_convert_cli_writes_verified_model(tmp_path, capsys):
+    from darkcsp.cli import main
+    cfg = write_cfg(tmp_path, DETECTOR)
+    out = tmp_path / "m.onnx"
+    assert main(["convert", "--cfg", str(cfg), "-o", str(out), "--nms", "--dynamic-batch"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.count("\n") == 0
+    assert "8 layers" in line and "opset 17" in line and "layer_4 (N,21,16,16)" in line and "boxes" in line
+    assert "onnxruntime vs numpy: max abs diff" in line
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [o.name for o in proto.graph.output] == ["layer_4", "layer_7", "boxes", "selected_indices"]
+
+
+def test_convert_cli_fails_without_leaving_a_file(tmp_path, monkeypatch, capsys):
+    """A lowering that departs from the NumPy executor fails verification: non-zero exit, no file."""
+    from darkcsp.cli import main
+    from darkcsp.layers.convolutional import Convolutional
+    real = Convolutional.to_onnx
+
+    def off_by_a_bit(self, g, xs, w):
+        y = real(self, g, xs, w)
+        return g.op("Add", [y, g.scalar(0.05)]) if self.index == 6 else y
+
+    monkeypatch.setattr(Convolutional, "to_onnx", off_by_a_bit)
+    cfg = write_cfg(tmp_path, DETECTOR)
+    out = tmp_path / "bad.onnx"
+    assert main(["convert", "--cfg", str(cfg), "-o", str(out)]) != 0
+    assert "verification failed: layer_7" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("*.onnx*"))
+    # --no-verify writes it anyway
+    assert main(["convert", "--cfg", str(cfg), "-o", str(out), "--no-verify"]) == 0
+    assert out.exists()
+
+
+def test_convert_cli_rejects_bad_opset(tmp_path, capsys):
+    from darkcsp.cli import main
+    cfg = write_cfg(tmp_path, DETECTOR)
+    assert main(["convert", "--cfg", str(cfg), "-o", str(tmp_path / "x.onnx"), "--opset", "7"]) == 5
+    assert "opset 7 is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()

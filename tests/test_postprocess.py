@@ -149,6 +149,14 @@ def test_print_order():
     assert out[0].print_line() == "c: 60%\t(left_x:   20   top_y:   40   width:   20   height:   20)"
 
 
+def test_print_order_pjreddie():
+    """pjreddie's draw_detections: post-NMS array order, every class over thresh in index order."""
+    boxes = [[0.7, 0.5, 0.2, 0.2], [0.3, 0.5, 0.2, 0.2]]
+    probs = [[0.3, 0.9], [0.5, 0.0]]
+    out = print_order(_set(boxes, [1, 1], probs), 0.25, ["a", "b"], 100, 100, dialect="pjreddie")
+    assert [(d.class_name, d.box_index) for d in out] == [("a", 0), ("b", 0), ("a", 1)]
+
+
 def test_print_order_dont_show():
     out = print_order(_set([[0.5, 0.5, 0.2, 0.2]], [1], [[0.9, 0.4]]), 0.25, ["dont_show", "b"], 10, 10)
     assert [d.class_name for d in out] == ["b", "dont_show"]

@@ -86,7 +86,8 @@ def test_too_long_names_file_offset_and_counts(graph, extra):
     assert f"byte offset {20 + 4 * NEEDED}" in msg and str(NEEDED) in msg and f"{extra} left over" in msg
 
 
-@pytest.mark.parametrize("have, layer, array", [(0, 0, "biases"), (3, 0, "weights"), (9, 1, "scales"), (10, 1, "rolling_mean"),
+@pytest.mark.parametrize("have, layer, array", [(0, 0, "biases"), (3, 0, "weights"), (9, 1, "scales"),
+                                                (10, 1, "rolling_mean"),
                                                 (NEEDED - 1, 1, "weights")])
 def test_too_short_names_layer_array_and_offset(graph, have, layer, array):
     with pytest.raises(WeightsError) as e:
@@ -224,3 +225,42 @@ def test_huge_cfg_is_refused_before_random_init(tmp_path, monkeypatch):
 
 def test_weights_file_dataclass_default():
     assert WeightsFile(WeightsHeader()).layers == []
+
+
+def test_far_too_long_file_is_refused_without_reading_it(tmp_path, graph, monkeypatch):
+    p = tmp_path / "video.weights"
+    with open(p, "wb") as f:  # 64 MB, sparse: cheap to create
+        f.write(header())
+        f.truncate(64 << 20)
+    reads = []
+    real_open = open
+
+    def spy(*args, **kwargs):
+        fh = real_open(*args, **kwargs)
+        real_read = fh.read
+        fh.read = lambda n=-1: reads.append(n) or real_read(n)  # record read sizes
+        return fh
+
+    monkeypatch.setattr("builtins.open", spy)
+    with pytest.raises(WeightsError, match="far too long") as e:
+        read_weights(p, graph)
+    assert "67108864 bytes" in str(e.value)
+    assert -1 not in reads  # never read to the end
+
+
+@pytest.mark.parametrize("kind", ["xz", "gz"])
+def test_compressed_bomb_is_not_fully_decompressed(tmp_path, graph, kind):
+    raw = header() + bytes(16 << 20)  # 16 MB of zeros: far more than the ~1 MB allowed for this cfg
+    data = lzma.compress(raw, preset=0) if kind == "xz" else gzip.compress(raw, compresslevel=1)
+    p = tmp_path / f"bomb.weights.{kind}"
+    p.write_bytes(data)
+    with pytest.raises(WeightsError, match="decompresses to more"):
+        read_weights(p, graph)
+
+
+def test_partial_load_reads_a_bigger_file(tmp_path, graph):
+    """upto= is Darknet's partial load: the file may hold more than the layers read."""
+    p = tmp_path / "big.weights"
+    p.write_bytes(header() + body(NEEDED + 10_000_000 // 4))
+    wf = read_weights(p, graph, upto=1)
+    np.testing.assert_array_equal(wf.layers[0]["biases"], [0, 1])

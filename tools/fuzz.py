@@ -47,25 +47,39 @@ def _signature(exc: BaseException) -> str:
 
 
 def worker(conn, corpus_root, use_seeds: bool, seed: int, start: int, stop: int, timeout: float,
-           memory_gb: float, max_memory_gb: float) -> None:
+           memory_gb: float, max_memory_gb: float, onnx: bool = False, images: bool = False) -> None:
     logging.getLogger("darkcsp").setLevel(logging.CRITICAL)
+    if images:  # libpng/libjpeg warn on stderr for every corrupt input; results come through the pipe
+        os.environ["OPENCV_LOG_LEVEL"] = "OFF"
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
     try:
         import resource
         limit = _vm_bytes() + int(memory_gb * 2 ** 30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
     except (ImportError, ValueError, OSError):
         pass
-    corpus = _fuzz.load_corpus(corpus_root, seeds=use_seeds)
+    if images:
+        seeds = _fuzz.seed_images()
+        corpus = []
+    else:
+        corpus = _fuzz.load_corpus(corpus_root, seeds=use_seeds)
     with _fuzz.scratch_dir() as td:
-        _fuzz.measure_params(corpus, Path(td))
-        conn.send(("ready", len(corpus), sum(e.params is not None for e in corpus)))
+        if images:
+            conn.send(("ready", len(seeds), len(seeds)))
+        else:
+            _fuzz.measure_params(corpus, Path(td))
+            conn.send(("ready", len(corpus), sum(e.params is not None for e in corpus)))
         for i in range(start, stop):
             conn.send(("start", i))
-            inp = _fuzz.make_input(corpus, seed, i)
             t0 = time.perf_counter()
             try:
                 with _fuzz.time_limit(timeout):
-                    outcome = _fuzz.run_input(inp, Path(td), max_memory_gb=max_memory_gb)
+                    if images:
+                        outcome = _fuzz.run_image_input(_fuzz.make_image_input(seeds, seed, i))
+                    else:
+                        inp = _fuzz.make_input(corpus, seed, i)
+                        outcome = _fuzz.run_input(inp, Path(td), max_memory_gb=max_memory_gb, onnx=onnx)
                 conn.send(("done", i, outcome, time.perf_counter() - t0, None))
             except _fuzz.FuzzHang as e:
                 conn.send(("done", i, "HANG", time.perf_counter() - t0, str(e)))
@@ -90,6 +104,10 @@ def main(argv=None) -> int:
         "DARKCSP_CONFORMANCE", REPO.parent / "shared" / "conformance")), help="conformance corpus folder")
     ap.add_argument("--no-corpus", action="store_true", help="fuzz only the built-in seed cfgs")
     ap.add_argument("--out", type=Path, default=Path("fuzz-findings"), help="where crashing inputs are saved")
+    ap.add_argument("--onnx", action="store_true",
+                    help="also export every small graph that runs to ONNX and run it in onnxruntime (slower)")
+    ap.add_argument("--images", action="store_true",
+                    help="fuzz the image decoder/preprocessing (darkcsp.image) instead of cfgs and weights")
     ap.add_argument("--keep", type=int, default=3, help="inputs saved per distinct crash signature")
     args = ap.parse_args(argv)
 
@@ -113,6 +131,8 @@ def main(argv=None) -> int:
 
     def save(i: int, note: str) -> Path:
         nonlocal corpus_params_done
+        if args.images:
+            return _fuzz.save_image_input(_fuzz.make_image_input(_fuzz.seed_images(), args.seed, i), args.out, note)
         if not corpus_params_done:  # the supervisor needs the same params to regenerate weights
             with tempfile.TemporaryDirectory() as td:
                 logging.getLogger("darkcsp").setLevel(logging.CRITICAL)
@@ -123,7 +143,9 @@ def main(argv=None) -> int:
     while next_index < stop and time.time() < deadline:
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=worker, args=(child, corpus_root, True, args.seed, next_index, stop,
-                                                args.timeout, args.memory_gb, args.max_memory_gb), daemon=True)
+                                                args.timeout, args.memory_gb, args.max_memory_gb, args.onnx,
+                                                args.images),
+                          daemon=True)
         proc.start()
         child.close()
         current = None
@@ -195,7 +217,8 @@ def main(argv=None) -> int:
     print(f"\nfuzz: seed {args.seed}, inputs {args.start}..{next_index - 1}: {tried} tried in {elapsed:.1f} s "
           f"({tried / max(elapsed, 1e-9):.0f}/s)")
     if corpus_info:
-        print(f"corpus: {corpus_info[0]} cfgs ({corpus_info[1]} build unmutated)")
+        print(f"corpus: {corpus_info[0]} seed images" if args.images else
+              f"corpus: {corpus_info[0]} cfgs ({corpus_info[1]} build unmutated)")
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in outcomes.most_common()))
     print(f"slowest input: {slowest[1]} ({slowest[0]:.3f} s)")
     print(f"crashes: {n_crash} ({len(crashes)} distinct)")

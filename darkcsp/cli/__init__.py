@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import List, Optional
 
-from ..errors import DarkcspError
+from ..errors import DarkcspError, ResourceError
 import importlib
 
 #: subcommand modules (darkcsp/cli/<name>.py); each has NAME, HELP, add_arguments(parser) and run(args) -> int
@@ -46,3 +47,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("darkcsp: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as e:
+        if args.debug:
+            raise
+        print(f"darkcsp: error: out of memory ({e}); try a smaller --width/--height, a smaller input or a lower "
+              "DARKCSP_MAX_MEMORY_GB", file=sys.stderr)
+        return ResourceError.exit_code
+    except BrokenPipeError:  # `darkcsp ... | head`: the reader is gone; exit quietly like other CLI tools
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 141

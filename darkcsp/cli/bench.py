@@ -26,7 +26,8 @@ def add_arguments(p) -> None:
     p.epilog = EPILOG
     add_model_arguments(p)
     p.add_argument("--backends", default=None,
-                   help="comma-separated backend specs (default: every darkcsp backend and opencv-darknet)")
+                   help="comma-separated backend specs (default: every darkcsp backend and opencv-darknet, "
+                        "plus onnxruntime-int8 with --calib)")
     p.add_argument("--threads", type=int, default=0, help="threads per backend (default: every usable core)")
     p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs per backend first (default 5)")
@@ -54,7 +55,10 @@ def run(args) -> int:
 
     if args.threads < 0 or args.batch < 1 or args.runs < 1 or args.warmup < 0 or args.block < 1:
         raise DarkcspError("--threads must be >= 0, --batch, --runs and --block >= 1, --warmup >= 0")
-    names = [s for s in (args.backends.split(",") if args.backends else bench.default_backends()) if s.strip()]
+    if args.backends:
+        names = [s for s in args.backends.split(",") if s.strip()]
+    else:
+        names = bench.default_backends() + (["onnxruntime-int8"] if args.calib else [])
     specs = [bench.parse_backend_spec(s) for s in names]
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):

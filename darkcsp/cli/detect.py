@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import assets
-from ..errors import ImageError, ResourceError, UnsupportedError
+from ..errors import DarkcspError, ImageError, ResourceError, UnsupportedError
 from ..fileio import atomic_path, atomic_write_bytes
 from .common import add_model_arguments
 
@@ -120,12 +120,19 @@ def _class_names(model, names_file: Optional[Path]) -> List[str]:
 
 
 def _make_backend(name: Optional[str], model):
+    """The requested backend, or onnxruntime falling back to numpy; ONNX backends are exported/loaded here,
+    so that the per-image times are inference only."""
     from ..backends import BACKENDS, create_backend
     if name is not None:
-        return create_backend(name, model), name
+        backend = create_backend(name, model)
+        if hasattr(backend, "warmup"):
+            backend.warmup(1)
+        return backend, name
     if "onnxruntime" in BACKENDS:
         try:
-            return create_backend("onnxruntime", model), "onnxruntime"
+            backend = create_backend("onnxruntime", model)
+            backend.warmup(1)
+            return backend, "onnxruntime"
         except Exception as e:  # an ONNX lowering gap must not stop the default path
             log.warning("onnxruntime backend unavailable for this model (%s); using numpy", e)
     return create_backend("numpy", model), "numpy"
@@ -181,6 +188,16 @@ def _short(path) -> str:
         return str(path)
 
 
+def _json_text(records: List[dict]) -> str:
+    """JSON with one line per detection (readable and diff-friendly)."""
+    parts = []
+    for r in records:
+        head = json.dumps({k: v for k, v in r.items() if k != "detections"})[:-1]
+        dets = ",\n".join("   " + json.dumps(d) for d in r["detections"])
+        parts.append(f' {head}, "detections": [\n{dets}\n ]}}' if dets else f' {head}, "detections": []}}')
+    return "[\n" + ",\n".join(parts) + "\n]\n"
+
+
 def _record(name: str, w: int, h: int, dets) -> dict:
     return {"image": name, "width": w, "height": h, "detections": [d.to_json() for d in dets]}
 
@@ -189,15 +206,14 @@ def run(args) -> int:
     from ..draw import draw_detections
     from ..image import load_image, to_bgr_uint8
     if not 0 <= args.thresh <= 1:
-        raise UnsupportedError(f"--thresh {args.thresh} must be between 0 and 1")
+        raise DarkcspError(f"--thresh {args.thresh} must be between 0 and 1")
     inputs = expand_inputs(args.inputs) if args.inputs else [("image", assets.ensure(assets.DEFAULT_SAMPLE,
                                                                                       progress=not args.quiet))]
     model, cfg, weights, names_file = _load_model(args)
     names = _class_names(model, names_file)
     backend, backend_name = _make_backend(args.backend, model)
-    if hasattr(backend, "warmup"):
-        backend.warmup(1)  # export/load the ONNX model now, so that the per-image times are inference only
-    letter = bool(args.letterbox or model.graph.net.letter_box)
+    # pjreddie's detector test always letterboxes
+    letter = bool(args.letterbox or model.graph.net.letter_box or model.graph.dialect.name == "pjreddie")
     det = Detector(model, backend, names, args.thresh, args.hier, args.nms, letter)
     classes = len(names)
     out_dir = Path(args.out)
@@ -206,13 +222,23 @@ def run(args) -> int:
     records = []
     quiet = args.quiet
     if not quiet:
-        print(f"darkcsp detect: {_short(cfg)} + {_short(weights) if weights else 'RANDOM weights'}, backend {backend_name}, input "
-              f"{det.net_w}x{det.net_h}{' letterbox' if letter else ''}, thresh {args.thresh}", file=sys.stderr)
+        wname = _short(weights) if weights else "RANDOM weights"
+        print(f"darkcsp detect: {_short(cfg)} + {wname}, backend {backend_name}, input {det.net_w}x{det.net_h}"
+              f"{' letterbox' if letter else ''}, thresh {args.thresh}", file=sys.stderr)
+    failed: List[ImageError] = []
     for kind, path in inputs:
-        if kind == "video":
-            records.extend(_run_video(det, path, out_dir, used, classes, args, input_files))
+        try:
+            if kind == "video":
+                records.extend(_run_video(det, path, out_dir, used, classes, args, input_files))
+                continue
+            im = load_image(path)
+        except ImageError as e:
+            if len(inputs) == 1:
+                raise
+            # like Darknet, one unreadable file does not stop a batch; it is reported and counted
+            print(f"darkcsp: error: {e}", file=sys.stderr)
+            failed.append(e)
             continue
-        im = load_image(path)
         t0 = time.perf_counter()
         dets = det(im)
         ms = (time.perf_counter() - t0) * 1000
@@ -229,7 +255,7 @@ def run(args) -> int:
                 print(f"saved {target}", file=sys.stderr)
         records.append(_record(str(path), w, h, dets))
     if args.json or args.json_file:
-        text = json.dumps(records, indent=1) + "\n"
+        text = _json_text(records)
         if args.json_file == "-":
             sys.stdout.write(text)
         else:
@@ -238,6 +264,9 @@ def run(args) -> int:
             atomic_write_bytes(target, text.encode())
             if not quiet:
                 print(f"saved {target}", file=sys.stderr)
+    if failed:
+        print(f"darkcsp: {len(failed)} of {len(inputs)} inputs could not be read", file=sys.stderr)
+        return ImageError.exit_code
     return 0
 
 

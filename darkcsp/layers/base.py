@@ -52,7 +52,8 @@ class BuildContext:
             where = "itself" if target == index else ("a later layer" if target > index else "before layer 0")
             raise section.error(
                 f"{key}={ref} in layer {index} refers to {where} (resolved index {target}); "
-                f"only layers 0..{index - 1} can be referenced", key)
+                + (f"only layers 0..{index - 1} can be referenced" if index else "layer 0 has no earlier layer"),
+                key)
         return target
 
 
@@ -61,6 +62,9 @@ class NetConfig:
 
     def __init__(self, section: Section, width: Optional[int] = None, height: Optional[int] = None):
         self.section = section
+        for flag, value in (("width", width), ("height", height)):
+            if value is not None and value <= 0:  # an override (--width/--height), not the cfg's value
+                raise CfgError(f"--{flag} {value}: the network size must be positive")
         self.width = width if width is not None else section.int("width", 0)
         self.height = height if height is not None else section.int("height", 0)
         self.channels = section.int("channels", 0)
@@ -95,6 +99,9 @@ class Layer:
     #: options Darknet reads for this layer that only matter for training: accepted silently (Darknet never
     #: reports them as "Unused field"), ignored at inference
     training_options: ClassVar[Tuple[str, ...]] = ()
+    #: floats of scratch memory per image the NumPy forward allocates besides its output (a padded copy of the
+    #: input, ...); set in ``setup`` when large, so that the graph's memory check refuses absurd sizes up front
+    workspace: int = 0
 
     def __init__(self, section: Section, index: int, ctx: BuildContext):
         self.section = section

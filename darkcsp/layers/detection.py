@@ -51,9 +51,10 @@ class Detection(Layer):
                 f"side^2*((1+coords)*num+classes) = {self.side}^2*((1+{self.coords})*{self.num}+{self.classes}) = "
                 f"{need} must equal the {inputs} outputs of layer {self.inputs[0]} (Darknet asserts this); fix "
                 "output= of the layer before, or side=/num=/classes=/coords=", "side")
-        if self.coords != 4:
-            raise section.error(f"[detection] coords={self.coords}: Darknet's decoding reads 4 box values per "
-                                "anchor; darkcsp supports only coords=4", "coords", cls=UnsupportedError)
+        # Darknet's decoding reads 4 box values per box whatever coords says: the graph builds, decoding refuses
+        self.unsupported = None if self.coords == 4 else section.error(
+            f"[detection] coords={self.coords}: Darknet's decoding reads 4 box values per box; darkcsp decodes only "
+            "coords=4", "coords", cls=UnsupportedError)
         self.out_shape = (inputs, 1, 1)
 
     def describe(self) -> str:
@@ -83,6 +84,8 @@ class Detection(Layer):
     def detections(self, output: np.ndarray, net_w: int, net_h: int, image_w: int, image_h: int,
                    thresh: float, hier: float = 0.5, letter: bool = False) -> BoxSet:
         """get_detection_detections: side^2*num boxes (cell-major), in image pixels (Darknet's quirk)."""
+        if self.unsupported is not None:
+            raise self.unsupported
         y = np.asarray(output, np.float32).reshape(-1)
         s, m, c = self.side, self.num, self.classes
         loc = s * s

@@ -15,12 +15,13 @@ Darknet's rules kept here (darknet-semantics.md §3.3, §3.4, §7; corpus README
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ..cfg import Section
 from .base import BuildContext, Layer, Weights
+from .convolutional import conv2d
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..onnx.builder import OnnxGraph
@@ -52,35 +53,36 @@ def _padded(x: np.ndarray, fill: float, top: int, left: int, hp: int, wp: int) -
 
 def _window_reduce(x: np.ndarray, size: int, sy: int, sx: int, offset: int, oh: int, ow: int,
                    average: bool) -> np.ndarray:
-    """Max (valid cells only) or in-image average over Darknet's pooling windows; loops over the size*size
-    window offsets only, in Darknet's row-major order (same float summation order as its loop)."""
+    """Max (valid cells only) or in-image average over Darknet's pooling windows.
+
+    Loops over window offsets only. The max is separable (columns, then rows: 2*size steps); the sum runs
+    over the size*size offsets in Darknet's row-major order, so its float rounding is Darknet's."""
     hp, wp = (oh - 1) * sy + size, (ow - 1) * sx + size
-    if average:
-        xp = _padded(x, 0.0, offset, offset, hp, wp)
-        ones = _padded(np.ones((1, 1) + x.shape[2:], np.float32), 0.0, offset, offset, hp, wp)
-        acc = np.zeros(x.shape[:2] + (oh, ow), np.float32)
-        count = np.zeros((1, 1, oh, ow), np.float32)
-    else:
+    if not average:
         xp = _padded(x, -FLT_MAX, offset, offset, hp, wp)
+        # fmax: Darknet's `val > max` never picks a NaN
+        cols = np.full(x.shape[:2] + (hp, ow), -FLT_MAX, np.float32)
+        for n in range(size):
+            np.fmax(cols, xp[:, :, :, n:n + (ow - 1) * sx + 1:sx], out=cols)
         acc = np.full(x.shape[:2] + (oh, ow), -FLT_MAX, np.float32)
-    # Window offsets whose rows/columns all fall outside the image add nothing (max: -FLT_MAX, average: 0
-    # and count 0): skip them, so a huge size= (size=900 on an 8x8 map) costs O(H*W) steps, not size^2.
+        for m in range(size):
+            np.fmax(acc, cols[:, :, m:m + (oh - 1) * sy + 1:sy], out=acc)
+        return acc
+    xp = _padded(x, 0.0, offset, offset, hp, wp)
+    ones = _padded(np.ones((1, 1) + x.shape[2:], np.float32), 0.0, offset, offset, hp, wp)
+    acc = np.zeros(x.shape[:2] + (oh, ow), np.float32)
+    count = np.zeros((1, 1, oh, ow), np.float32)
+    # Offsets whose windows miss the image add exactly 0 to acc and count: skip them, so that a huge size=
+    # (size=900 on an 8x8 map) costs O(H*W) steps, not size^2 (same float summation order otherwise).
     h, w = x.shape[2:]
-    m_range = range(max(0, offset - (oh - 1) * sy), min(size, offset + h))
-    n_range = range(max(0, offset - (ow - 1) * sx), min(size, offset + w))
-    for m in m_range:
-        for n in n_range:
+    for m in range(max(0, offset - (oh - 1) * sy), min(size, offset + h)):
+        for n in range(max(0, offset - (ow - 1) * sx), min(size, offset + w)):
             rows = slice(m, m + (oh - 1) * sy + 1, sy)
-            cols = slice(n, n + (ow - 1) * sx + 1, sx)
-            if average:
-                acc += xp[:, :, rows, cols]
-                count += ones[:, :, rows, cols]
-            else:
-                # fmax: Darknet's `val > max` never picks a NaN
-                np.fmax(acc, xp[:, :, rows, cols], out=acc)
-    if average:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acc /= count
+            cols_ = slice(n, n + (ow - 1) * sx + 1, sx)
+            acc += xp[:, :, rows, cols_]
+            count += ones[:, :, rows, cols_]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc /= count
     return acc
 
 
@@ -151,6 +153,8 @@ class _Pool(Layer):
                              f"{w}x{h} input (output {ow}x{oh})", "size")
         self.host_shape = (oc, oh, ow)
         self.out_shape = self.host_shape
+        # the NumPy forward pools on a padded canvas covering every window
+        self.workspace = 0 if self.maxpool_depth else c * ((oh - 1) * sy + self.size) * ((ow - 1) * sx + self.size)
         if self.antialiasing:
             self.blur_size = 3 if self.antialiasing == 1 else 2
             self.blur_pad = 1 if self.antialiasing == 1 else 0
@@ -170,7 +174,6 @@ class _Pool(Layer):
             sx, sy = (1, 1) if self.antialiasing else (self.stride_x, self.stride_y)
             y = _window_reduce(x, self.size, sy, sx, self.padding // 2, oh, ow, self.average)
         if self.antialiasing:
-            from .convolutional import conv2d
             y = conv2d(y, _blur_kernel(self.blur_size, oc), stride=(self.stride_y, self.stride_x),
                        pad=self.blur_pad, groups=oc, out_hw=self.out_shape[1:])
         return y

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _REGION_TRAINING_OPTIONS = (
     "log", "sqrt", "max", "jitter", "resize", "rescore", "thresh", "random", "bias_match", "object_scale",
-    "noobject_scale", "class_scale", "coord_scale", "absolute", "focal_loss", "background")
+    "noobject_scale", "class_scale", "coord_scale", "mask_scale", "absolute", "focal_loss", "background")
 
 
 class Region(Layer):
@@ -42,16 +42,18 @@ class Region(Layer):
         self.classfix = section.int("classfix", 0)
         self.background = section.int("background", 0) if self.dialect.name == "pjreddie" else 0
         mark_used(section, _REGION_TRAINING_OPTIONS)
-        if section.has("tree"):
-            raise section.error("[region] tree= (hierarchical softmax, YOLO9000) is not supported by darkcsp",
-                                "tree", cls=UnsupportedError)
-        if section.has("map"):
-            raise section.error("[region] map= (class remapping) is not supported by darkcsp", "map",
-                                cls=UnsupportedError)
-        if self.coords != 4:
-            raise section.error(f"[region] coords={self.coords}: Darknet's region decoding assumes coords=4 "
-                                "(it hard-codes the objectness at entry 4); darkcsp supports only coords=4",
-                                "coords", cls=UnsupportedError)
+        # YOLO9000's softmax tree / class map: the graph (shapes, summary) is built, running it is refused
+        self.unsupported = None
+        for key, what in (("tree", "tree= (hierarchical softmax, YOLO9000)"), ("map", "map= (class remapping)")):
+            if section.has(key):
+                section.str(key)
+                self.unsupported = section.error(f"[region] {what} is not supported by darkcsp: the graph can "
+                                                 "be inspected but not run", key, cls=UnsupportedError)
+                section.warn(f"{what} is not supported: darkcsp cannot run this layer", key)
+        if self.coords != 4 and self.unsupported is None:
+            self.unsupported = section.error(
+                f"[region] coords={self.coords}: Darknet's region code hard-codes the objectness at entry 4 and "
+                "the classes at 5; darkcsp runs only coords=4", "coords", cls=UnsupportedError)
         self.anchors = read_anchors(self, section, self.num)
         self.nms_kind, self.beta_nms = DEFAULT_NMS, 0.0  # parse_region reads no nms_kind
         c, h, w = self.in_shape
@@ -70,7 +72,12 @@ class Region(Layer):
     def describe(self) -> str:
         return f"{self.num} anchors, {self.classes} classes"
 
+    def _check_supported(self) -> None:
+        if self.unsupported is not None:
+            raise self.unsupported
+
     def forward(self, xs: Sequence[np.ndarray], w: Weights) -> np.ndarray:
+        self._check_supported()
         x = np.asarray(xs[0], np.float32)
         n, c, h, wd = x.shape
         k = self.entries
@@ -92,6 +99,7 @@ class Region(Layer):
         return y.reshape(n, h, wd, self.num * k)
 
     def to_onnx(self, g: "OnnxGraph", xs: Sequence[str], w: Weights) -> str:
+        self._check_supported()
         if self.dialect.name == "pjreddie":
             raise UnsupportedError("ONNX lowering of pjreddie's [region] is not implemented")
         c, h, wd = self.out_shape
@@ -112,6 +120,7 @@ class Region(Layer):
         """custom_get_region_detections: every (cell, anchor) in cell-major order, objectness 1, probs
         ``p*cls`` thresholded; hier_thresh is unused in AlexeyAB. pjreddie: anchor-major order, objectness
         p if p > thresh else 0, always letterbox-corrected."""
+        self._check_supported()
         y = np.asarray(output, np.float32)
         if y.ndim == 4 and y.shape[0] == 1:
             y = y[0]
@@ -148,6 +157,7 @@ class Region(Layer):
 
     def onnx_decode(self, g: "OnnxGraph", x: str, net_w: int, net_h: int) -> str:
         """(N, H*W*num, 4+1+classes): boxes relative to the network input, objectness p, p*class."""
+        self._check_supported()
         _, h, w = self.out_shape
         k, m = self.entries, self.num
         t = g.op("Reshape", [x, g.ints([-1, h * w * m, k])])

@@ -129,13 +129,23 @@ def read_anchors(layer: Layer, section: Section, total: int, default: float = 0.
 
 
 def read_mask(layer: Layer, section: Section, total: int) -> List[int]:
-    """``mask`` (default 0..num-1); an index past the anchors is a CfgError (Darknet reads garbage)."""
+    """``mask`` (default 0..num-1).
+
+    An index past the ``num`` anchors makes Darknet's decoding read past its anchor array. When the cfg does
+    not list that anchor at all it is a CfgError. When it does but ``num`` is too small to read it (upstream
+    cspx-p7-mish.cfg: 20 anchors listed, num=16, mask=16..19), Darknet's parser accepts the cfg: the graph
+    builds here too, with a warning, and decoding that head is refused (``Yolo._anchor_wh``)."""
     _check_num(layer, total)
     mask = section.ints("mask") if section.has("mask") else list(range(total))
-    for m in mask:
-        if m < 0 or m >= total:
-            raise layer.error(f"mask index {m} is outside the {total} anchors (num={total}); "
-                              f"mask values must be 0..{total - 1}", "mask")
+    bad = [m for m in mask if m < 0 or m >= total]
+    if bad:
+        listed = len(section.floats("anchors")) // 2 if section.has("anchors") else 0
+        if any(m < 0 or m >= listed for m in bad):
+            raise layer.error(f"mask index {bad[0]} is outside the {total} anchors (num={total}); mask values "
+                              f"must be 0..{total - 1}", "mask")
+        section.warn(f"mask index {bad[0]} is outside num={total} anchors although anchors= lists {listed}: "
+                     f"Darknet reads only the first num and decodes these boxes with garbage anchors (num={listed} "
+                     "was probably meant); darkcsp builds the graph but refuses to decode this head", "mask")
     return mask
 
 
@@ -256,6 +266,11 @@ class Yolo(Layer):
 
     # ----- decoding ------------------------------------------------------------------------------
     def _anchor_wh(self) -> Tuple[np.ndarray, np.ndarray]:
+        bad = [m for m in self.mask if m < 0 or m >= self.total]
+        if bad:
+            raise self.error(f"mask index {bad[0]} is outside the {self.total} anchors (num={self.total}): "
+                             f"Darknet decodes such boxes with garbage anchors; fix mask= (0..{self.total - 1}) "
+                             "or num=/anchors=", "mask")
         idx = np.asarray(self.mask)
         return self.anchors[2 * idx], self.anchors[2 * idx + 1]
 

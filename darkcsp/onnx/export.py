@@ -26,11 +26,20 @@ BOXES_NAME = "boxes"
 SELECTED_NAME = "selected_indices"
 
 #: layer types whose lowering is independent of the spatial size (no literal H/W in a Reshape, Resize by
-#: scales, ...); checked by tests/test_onnx_export.py at a second size. A network with any other layer type
-#: keeps its cfg size even when a dynamic size is asked for.
+#: scales, ...); checked at a second size by tests/test_onnx_export.py. A network with any other layer type
+#: ([yolo], [region], [reorg], [softmax], [connected], ...: their lowerings reshape with literal sizes) keeps
+#: its cfg size even when a dynamic size is asked for.
 DYNAMIC_SIZE_TYPES = frozenset({
-    "convolutional", "maxpool", "route", "activation", "batchnorm", "dropout", "empty", "cost",
+    "convolutional", "maxpool", "local_avgpool", "avgpool", "route", "shortcut", "upsample", "sam",
+    "scale_channels", "activation", "batchnorm", "dropout", "empty", "cost",
 })
+
+
+def _size_agnostic(layer) -> bool:
+    # pjreddie's [shortcut] resamples between two sizes with literal strides
+    if layer.type == "shortcut" and layer.dialect.shortcut_resamples:
+        return False
+    return layer.type in DYNAMIC_SIZE_TYPES
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ class ExportOptions:
     check: bool = True
 
     def __post_init__(self):
+        if self.outputs is not None and not isinstance(self.outputs, tuple):
+            object.__setattr__(self, "outputs", tuple(int(i) for i in self.outputs))
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise UnsupportedError(f"opset {self.opset} is not supported: choose {MIN_OPSET}..{MAX_OPSET} "
                                    f"(default {DEFAULT_OPSET})")
@@ -91,7 +102,7 @@ def export_model(model, options: Optional[ExportOptions] = None, **kwargs) -> Tu
     layers = graph.layers
     info = ExportInfo()
 
-    static_types = sorted({l.type for l in layers if l.type not in DYNAMIC_SIZE_TYPES})
+    static_types = sorted({l.type for l in layers if not _size_agnostic(l)})
     dynamic_size = options.dynamic_size and not static_types
     if options.dynamic_size and static_types:
         log.warning("dynamic input size not possible with [%s]: the ONNX model keeps %dx%d",
@@ -105,7 +116,7 @@ def export_model(model, options: Optional[ExportOptions] = None, **kwargs) -> Tu
     g.reserve(SELECTED_NAME)
 
     if options.all_layers:
-        wanted = [l.index for l in layers if not l.is_training_only]
+        wanted = [l.index for l in layers]  # same keys as Model.forward(all_layers=True)
     elif options.outputs is not None:
         wanted = list(options.outputs)
     else:
@@ -196,6 +207,10 @@ def export_model(model, options: Optional[ExportOptions] = None, **kwargs) -> Tu
     out_names = [o.name for o in outputs]
     nodes, inits = optimize(nodes, g.initializers, out_names, opset=options.opset)
 
+    total_bytes = sum(len(t.raw_data) for t in inits)
+    if total_bytes > 2 ** 31 - 2 ** 24:
+        raise UnsupportedError(f"the ONNX model would hold {total_bytes / 2 ** 30:.2f} GiB of weights, above "
+                               f"protobuf's 2 GiB limit (ONNX external data is not supported yet; try --fp16)")
     onnx_graph = helper.make_graph(nodes, "darkcsp", [graph_input], outputs, inits)
     opset_ids = [helper.make_opsetid("", options.opset)]
     proto = helper.make_model(onnx_graph, opset_imports=opset_ids, producer_name="darkcsp",
@@ -212,6 +227,12 @@ def export_model(model, options: Optional[ExportOptions] = None, **kwargs) -> Tu
     helper.set_model_props(proto, meta)
 
     proto = _infer_output_shapes(proto)
+    if options.dynamic_batch:  # inference loses the symbol through Reshape(-1, ...): every output is per image
+        for o in proto.graph.output:
+            dims = o.type.tensor_type.shape.dim
+            if o.name != SELECTED_NAME and len(dims):
+                dims[0].Clear()
+                dims[0].dim_param = "N"
     for o in proto.graph.output:
         dims = tuple(d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
                      for d in o.type.tensor_type.shape.dim)

@@ -78,7 +78,7 @@ def calibration_inputs(paths: Sequence[Union[str, Path]], model) -> List[np.ndar
 
 
 def quantize_model(model, calib: Sequence[Union[str, Path]], output: Union[str, Path], *,
-                   keep_float: Optional[Sequence[int]] = None, method: str = "minmax", per_channel: bool = True,
+                   keep_float: Optional[Sequence[int]] = None, method: str = "percentile", per_channel: bool = True,
                    opset: Optional[int] = None) -> dict:
     """Export ``model`` to ONNX, calibrate on ``calib`` and write the INT8 (QDQ) model to ``output``.
 
@@ -98,7 +98,7 @@ def quantize_model(model, calib: Sequence[Union[str, Path]], output: Union[str, 
 
 
 def quantize_onnx(source, output: Union[str, Path], inputs: Sequence[np.ndarray], *,
-                  exclude_nodes: Sequence[str] = (), method: str = "minmax", per_channel: bool = True,
+                  exclude_nodes: Sequence[str] = (), method: str = "percentile", per_channel: bool = True,
                   metadata: Optional[dict] = None) -> dict:
     """Statically quantise an ONNX model (ModelProto or path) to QDQ INT8 with calibration tensors ``inputs``
     (fed to its first graph input); ``exclude_nodes`` stay in float. Written atomically to ``output``."""

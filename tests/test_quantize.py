@@ -1,0 +1,134 @@
+"""darkcsp.onnx.quantize: static INT8 (QDQ) export of a tiny detector; which layers stay float; the result runs
+on onnxruntime with darkcsp's output names and stays close to the float model."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import darkcsp
+from darkcsp.errors import DarkcspError, ImageError, UnsupportedError
+from darkcsp.onnx.quantize import calibration_inputs, float_layers, quantize_model
+
+from conftest import write_cfg
+
+ort = pytest.importorskip("onnxruntime")
+
+CFG = """
+[net]
+width=32
+height=32
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+filters=21
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask = 0,1,2
+anchors = 10,14,  23,27,  37,58
+classes=2
+num=3
+"""
+
+
+@pytest.fixture
+def model(tmp_path):
+    return darkcsp.load(write_cfg(tmp_path, CFG), seed=3)
+
+
+@pytest.fixture
+def calib(tmp_path):
+    p = tmp_path / "calib.npy"
+    np.save(p, np.random.default_rng(0).random((8, 3, 32, 32), dtype=np.float32))
+    return [p]
+
+
+def test_float_layers_are_first_conv_and_heads(model):
+    # layer 0 = first conv; layer 4 = [yolo], fed by the 1x1 conv 3
+    assert float_layers(model) == [0, 3, 4]
+    assert float_layers(model, first_conv=False) == [3, 4]
+    assert float_layers(model, heads=False) == [0]
+
+
+def test_quantized_model_runs_and_keeps_float_layers(model, calib, tmp_path):
+    out = tmp_path / "int8.onnx"
+    info = quantize_model(model, calib, out)
+    assert info["calibration_inputs"] == 8 and info["float_layers"] == [0, 3, 4] and info["quantize_nodes"] > 0
+    q = onnx.load(str(out))
+    convs = {n.name: n for n in q.graph.node if n.op_type == "Conv"}
+    # the middle convs read dequantised int8 weights; the float layers' convs read float initialisers directly
+    inits = {t.name for t in q.graph.initializer}
+    for name, n in convs.items():
+        if name.startswith(("l0_", "l3_")):
+            assert n.input[1] in inits, name
+        else:
+            assert n.input[1] not in inits, name
+    meta = {p.key: p.value for p in q.metadata_props}
+    assert "QDQ" in meta["darkcsp.int8"] and meta["darkcsp.int8_float_layers"] == "0,3,4"
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["layer_4"]
+    x = np.load(calib[0])[:1]
+    got = sess.run(None, {"input": x})[0]
+    ref = model.forward(x)[4]
+    assert got.shape == ref.shape
+    # 8-bit activations: close to the float model, not equal (a bound of a few quantisation steps)
+    assert np.max(np.abs(got - ref)) < 0.1 * max(1.0, np.max(np.abs(ref)))
+    assert not np.array_equal(got, ref)
+
+
+def test_all_float_means_no_quantisation(model, calib, tmp_path):
+    info = quantize_model(model, calib, tmp_path / "f.onnx", keep_float=range(5))
+    assert info["quantize_nodes"] == 0
+
+
+def test_calibration_inputs_errors(model, tmp_path):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((1, 3, 16, 16), np.float32))
+    with pytest.raises(ImageError, match="network takes"):
+        calibration_inputs([bad], model)
+    with pytest.raises(DarkcspError, match="at least one"):
+        calibration_inputs([], model)
+    with pytest.raises(ImageError):
+        calibration_inputs([tmp_path / "missing.jpg"], model)
+
+
+def test_calibration_from_a_photo(model, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    img = tmp_path / "p.png"
+    cv2.imwrite(str(img), np.full((20, 30, 3), 128, np.uint8))
+    (x,) = calibration_inputs([img], model)
+    assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32
+    assert np.allclose(x, 128 / 255, atol=1e-6)
+
+
+def test_unknown_method(model, calib, tmp_path):
+    with pytest.raises(UnsupportedError, match="calibration method"):
+        quantize_model(model, calib, tmp_path / "x.onnx", method="magic")
