@@ -21,6 +21,8 @@ __all__ = ["load_image", "decode_image", "from_bgr", "resize_image", "letterbox_
            "preprocess", "to_bgr_uint8"]
 
 
+#: image files larger than this are refused unread
+MAX_IMAGE_BYTES = 1 << 30
 #: images with more pixels are refused before decoding (DARKCSP_MAX_IMAGE_PIXELS); 2^27 ~ 11585 x 11585
 DEFAULT_MAX_IMAGE_PIXELS = 1 << 27
 
@@ -133,13 +135,16 @@ def load_image(path: Union[str, Path]) -> np.ndarray:
     error and go on with a black 10x10 image)."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with p.open("rb") as f:
+            data = f.read(MAX_IMAGE_BYTES + 1)  # bounded: /dev/zero given as an image must not hang
     except FileNotFoundError:
         raise ImageError("image file not found", file=str(path)) from None
     except IsADirectoryError:
         raise ImageError("is a directory, not an image", file=str(path)) from None
     except OSError as e:
         raise ImageError(f"cannot read image: {e.strerror or e}", file=str(path)) from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageError(f"more than {MAX_IMAGE_BYTES >> 20} MB: too large for an image file", file=str(path))
     return decode_image(data, str(path))
 
 

@@ -53,9 +53,16 @@ class WeightsFile:
     layers: List[Weights] = field(default_factory=list)
 
 
-def _too_long(path: Union[str, Path], what: str, limit: int) -> WeightsError:
-    return WeightsError(f"weights file far too long: {what}, more than {limit} bytes, twice what the cfg needs "
-                        "(a weights file for another cfg, or not a weights file at all?)", file=str(path))
+#: read_weights refuses, before reading it all, a file larger than twice what the cfg needs plus this
+_SLACK = 1 << 20
+
+
+def _too_long(path: Union[str, Path], limit: int, size: Optional[int] = None) -> WeightsError:
+    what = f"{size} bytes" if size is not None else "the data"
+    needed = (limit - _SLACK) // 2
+    return WeightsError(f"weights file far too long: {what} exceed the limit of {limit} bytes, while the cfg "
+                        f"needs {needed} (a weights file for another cfg, or not a weights file at all?)",
+                        file=str(path))
 
 
 def _read_bytes(path: Union[str, Path], limit: Optional[int] = None) -> bytes:
@@ -68,8 +75,11 @@ def _read_bytes(path: Union[str, Path], limit: Optional[int] = None) -> bytes:
             if limit is not None and not compressed:
                 size = os.fstat(f.fileno()).st_size
                 if size > limit:
-                    raise _too_long(path, f"the file is {size} bytes", limit)
-            data += f.read()
+                    raise _too_long(path, limit, size)
+            # bounded read too: a device or pipe (/dev/zero) has no size to check
+            data += f.read(-1 if limit is None or compressed else limit + 1 - len(data))
+            if limit is not None and not compressed and len(data) > limit:
+                raise _too_long(path, limit)
     except FileNotFoundError:
         raise WeightsError("weights file not found", file=str(path)) from None
     except IsADirectoryError:
@@ -92,7 +102,7 @@ def _read_bytes(path: Union[str, Path], limit: Optional[int] = None) -> bytes:
         else:
             return data
         if len(out) > limit:
-            raise _too_long(path, "it decompresses to more than that", limit)
+            raise _too_long(path, limit)
         if not d.eof:
             raise WeightsError("corrupt compressed weights file: truncated", file=str(path))
         return out
@@ -106,7 +116,7 @@ def read_weights(path: Union[str, Path], graph: Graph, *, upto: Optional[int] = 
     # a full load needs exactly header + params floats: refuse a far bigger file (a video, another network's
     # 250 MB weights) before reading it all; smaller mismatches get parse_weights' precise message
     needed = 20 + 4 * sum(layer.params for layer in graph.layers if not layer.dontload)
-    limit = None if upto is not None else 2 * needed + (1 << 20)
+    limit = None if upto is not None else 2 * needed + _SLACK
     data = _read_bytes(path, limit)
     return parse_weights(data, graph, file=str(path), upto=upto, allow_short=allow_short)
 

@@ -110,8 +110,13 @@ def case_model(case: str, dialect: str = "alexeyab"):
     import darkcsp
     d = case_dir(case)
     if case not in _MODELS:
-        logging.getLogger("darkcsp").setLevel(logging.ERROR)
-        _MODELS[case] = darkcsp.load(d / "model.cfg", d / "model.weights.xz", dialect=dialect)
+        logger = logging.getLogger("darkcsp")
+        level = logger.level
+        logger.setLevel(logging.ERROR)  # the zoo cfgs warn on purpose (Darknet quirks); keep the output quiet
+        try:
+            _MODELS[case] = darkcsp.load(d / "model.cfg", d / "model.weights.xz", dialect=dialect)
+        finally:
+            logger.setLevel(level)
     return _MODELS[case]
 
 

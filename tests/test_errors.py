@@ -652,3 +652,21 @@ def test_reference_from_layer_0(tmp_path, capsys):
     code, _, err = cli(["summary", "--cfg", p], capsys)
     assert code == CfgError.exit_code
     assert error_line(err).startswith(f"{p}:7 [route] option 'layers'") and "no earlier layer" in err
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_endless_files_do_not_hang(tmp_path, capsys, net):
+    """A device that never ends (/dev/zero) given as cfg, weights or image: a bounded read and an error."""
+    cfg, x = net
+    code, _, err = cli(["summary", "--cfg", "/dev/zero"], capsys)
+    assert code == CfgError.exit_code and "not a Darknet cfg" in error_line(err)
+    code, _, err = cli(["run", "--cfg", cfg, "--weights", "/dev/zero", "--input", x, "--out", tmp_path / "o.npz"],
+                       capsys)
+    assert code == WeightsError.exit_code and "far too long" in error_line(err)
+    from darkcsp.image import MAX_IMAGE_BYTES, load_image
+    import darkcsp.image
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(darkcsp.image, "MAX_IMAGE_BYTES", 1 << 20)
+        with pytest.raises(ImageError, match="too large for an image file"):
+            load_image("/dev/zero")
+    assert MAX_IMAGE_BYTES >= 1 << 30

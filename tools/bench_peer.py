@@ -171,6 +171,8 @@ def main() -> int:
              S("opencv-darknet", python=args.cv4_python, label="opencv4-darknet"),
              S("opencv"), S("opencv", str(peer), label="opencv=peer"),
              S("opencv", python=args.cv4_python, label="opencv4"),
+             # OpenCV 5's classic engine (OpenCV 4's layers, Winograd 3x3) on darkcsp's ONNX; it needs a file
+             S("opencv", str(ours_fp32), label="opencv-classic", options={"opencv_engine": "ENGINE_CLASSIC"}),
              S("onnxruntime", str(ours_int8), label="onnxruntime-int8"),
              S("onnxruntime", str(peer_int8), label="onnxruntime-int8=peer")]
     skip = set(filter(None, args.skip.split(",")))
@@ -197,6 +199,8 @@ def main() -> int:
         "onnxruntime / opencv4-darknet": ratio("onnxruntime", "opencv4-darknet"),
         "onnxruntime / onnxruntime=peer": ratio("onnxruntime", "onnxruntime=peer"),
         "opencv (5.x, darkcsp ONNX) / opencv4-darknet": ratio("opencv", "opencv4-darknet"),
+        "opencv-classic (5.x classic engine, darkcsp ONNX) / opencv4-darknet": ratio("opencv-classic",
+                                                                                   "opencv4-darknet"),
         "opencv4 (darkcsp ONNX) / opencv4-darknet": ratio("opencv4", "opencv4-darknet"),
         "opencv=peer (5.x) / opencv4-darknet": ratio("opencv=peer", "opencv4-darknet"),
         "onnxruntime-int8 / opencv4-darknet": ratio("onnxruntime-int8", "opencv4-darknet"),
@@ -205,7 +209,7 @@ def main() -> int:
     print(f"ratios of fps over {args.repeat} interleaved runs (median [min-max]):")
     for k, v in ratios.items():
         if v:
-            print(f"  {k:48s} {v['median']:.2f} [{v['min']:.2f}-{v['max']:.2f}]")
+            print(f"  {k:66s} {v['median']:.2f} [{v['min']:.2f}-{v['max']:.2f}]")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "peer": peer_version(args.peer_python),
