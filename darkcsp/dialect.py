@@ -24,6 +24,8 @@ class Dialect:
     conv_1x1_fast_path_any_stride: bool = False
     #: AlexeyAB also counts BFLOPs for [maxpool]/[local_avgpool]/[shortcut]; pjreddie for convolutions only.
     non_conv_bflops: bool = True
+    #: section names this lineage's parser does not know ("Type not recognized")
+    missing_sections: frozenset = frozenset()
 
     def bn_inv_std(self, variance: np.ndarray) -> np.ndarray:
         """1 / Darknet's batch-norm denominator, per channel, as float32.
@@ -51,7 +53,10 @@ class Dialect:
 
 ALEXEYAB = Dialect("alexeyab", batchnorm_layer_has_biases=True, shortcut_resamples=False)
 PJREDDIE = Dialect("pjreddie", batchnorm_layer_has_biases=False, shortcut_resamples=True,
-                   conv_extended_options=False, conv_1x1_fast_path_any_stride=True, non_conv_bflops=False)
+                   conv_extended_options=False, conv_1x1_fast_path_any_stride=True,
+                   missing_sections=frozenset({"scale_channels", "sam", "implicit", "local_avgpool", "local_avg",
+                                               "reorg3d", "Gaussian_yolo", "empty", "silence", "contrastive"}),
+                   non_conv_bflops=False)
 DIALECTS = {d.name: d for d in (ALEXEYAB, PJREDDIE)}
 
 

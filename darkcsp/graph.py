@@ -91,6 +91,9 @@ def build_graph(sections: Sequence[Section], *, dialect: Union[str, Dialect] = "
     for index, section in enumerate(sections[1:]):
         if section.name in ("net", "network"):
             raise CfgError("[net] may appear only once, as the first section", file=section.file, line=section.line)
+        if section.name in dialect.missing_sections:
+            raise UnsupportedError(f"[{section.name}] does not exist in {dialect.name}'s Darknet; this cfg needs "
+                                   "--dialect alexeyab", file=section.file, line=section.line, section=section.name)
         if section.name in UNSUPPORTED:
             raise UnsupportedError(UNSUPPORTED[section.name], file=section.file, line=section.line,
                                    section=section.name)

@@ -138,3 +138,9 @@ def test_diff_finds_first_diverging_layer(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 1
     assert f"first divergence: layer {target} [convolutional]" in out
+
+
+def test_pjreddie_dialect_refuses_alexeyab_only_layers(tmp_path):
+    cfg = write_cfg(tmp_path, TINY + "\n[sam]\nfrom=-2\n")
+    with pytest.raises(UnsupportedError, match=r"\[sam\] does not exist in pjreddie's Darknet"):
+        darkcsp.load_graph(cfg, dialect="pjreddie")
