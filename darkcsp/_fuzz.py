@@ -358,8 +358,7 @@ def measure_params(corpus: Sequence[CorpusEntry], workdir: Path, max_memory_gb: 
         p.write_bytes(entry.cfg)
         try:
             entry.params = load_graph(p, dialect=entry.dialect, max_memory_gb=max_memory_gb).params_total
-        except (DarkcspError, NotImplementedError, AttributeError, TypeError):
-            # layers still being written may fail here; such entries are fuzzed without weights
+        except DarkcspError:  # e.g. a pjreddie-only cfg: fuzzed without weights (any other error is a bug)
             entry.params = None
 
 
@@ -750,17 +749,18 @@ def run_input(inp: FuzzInput, workdir: Path, max_memory_gb: float = 1.0, forward
             if len(wf.layers) != len(graph.layers):
                 raise AssertionError("read_weights returned the wrong number of layers")
             outcome = "ok+weights"
+            if forward and graph.params_total <= MAX_INIT_PARAMS and graph.activation_bytes() <= MAX_FORWARD_BYTES:
+                # the user's path: darkcsp.load(cfg, weights) (dontload/share_index handling), then forward
+                from .model import load
+                w_path = workdir / "fuzz.weights"
+                w_path.write_bytes(inp.weights)
+                model = load(cfg_path, w_path, width=inp.size[0], height=inp.size[1], dialect=inp.dialect)
+                _forward_check(model, inp.index)
+                outcome = "ok+weights+forward"
         elif graph.params_total <= MAX_INIT_PARAMS:
             init = random_weights(graph)
             if forward and graph.activation_bytes() <= MAX_FORWARD_BYTES:
-                import numpy as np
-                x = np.random.default_rng(inp.index).random((1,) + tuple(graph.input_shape), dtype=np.float32)
-                with np.errstate(all="ignore"):  # mutated parameters overflow to inf/nan: fine, not a crash
-                    ys = Model(graph, init).forward(x, all_layers=True)
-                for layer in graph.layers:  # every layer returned as many values as its out_shape says
-                    if ys[layer.index].size != layer.outputs:
-                        raise AssertionError(f"layer {layer.index} [{layer.type}] returned {ys[layer.index].shape}"
-                                             f", its out_shape is {layer.out_shape}")
+                x, ys = _forward_check(Model(graph, init), inp.index)
                 outcome = "ok+forward"
                 if onnx:
                     _check_onnx(graph, init, x, ys)
@@ -770,6 +770,20 @@ def run_input(inp: FuzzInput, workdir: Path, max_memory_gb: float = 1.0, forward
             raise AssertionError(f"{type(e).__name__} with an empty message") from e
         return type(e).__name__
     return outcome
+
+
+def _forward_check(model, seed: int):
+    """Run ``model`` on a random input; every layer must return as many values as its out_shape says."""
+    import numpy as np
+    graph = model.graph
+    x = np.random.default_rng(seed).random((1,) + tuple(graph.input_shape), dtype=np.float32)
+    with np.errstate(all="ignore"):  # mutated parameters overflow to inf/nan: fine, not a crash
+        ys = model.forward(x, all_layers=True)
+    for layer in graph.layers:
+        if ys[layer.index].size != layer.outputs:
+            raise AssertionError(f"layer {layer.index} [{layer.type}] returned {ys[layer.index].shape}, its "
+                                 f"out_shape is {layer.out_shape}")
+    return x, ys
 
 
 def _check_onnx(graph, init, x, ys) -> None:
@@ -820,7 +834,8 @@ def seed_images() -> List[Tuple[str, bytes]]:
     out = []
     for name, arr, ext in (("rgb", rgb, ".png"), ("gray", rgb[:, :, 0], ".png"),
                            ("rgba", np.dstack([rgb, rgb[:, :, :1]]), ".png"),
-                           ("rgb16", rgb.astype(np.uint16) * 257, ".png"), ("gray16", rgb[:, :, 0].astype(np.uint16) * 3, ".png"),
+                           ("rgb16", rgb.astype(np.uint16) * 257, ".png"),
+                           ("gray16", rgb[:, :, 0].astype(np.uint16) * 3, ".png"),
                            ("jpeg", rgb, ".jpg"), ("gray-jpeg", rgb[:, :, 0], ".jpg"), ("bmp", rgb, ".bmp"),
                            ("tiff", rgb, ".tiff"), ("ppm", rgb, ".ppm"), ("pgm", rgb[:, :, 0], ".pgm"),
                            ("webp", rgb, ".webp"), ("1x1", rgb[:1, :1], ".png"), ("tall", rgb[:, :1], ".png")):

@@ -254,6 +254,7 @@ class BenchConfig:
     calib: Sequence[str] = ()        # calibration images or .npy tensors for onnxruntime-int8
     baseline: Optional[str] = None   # label of the ratio baseline; default opencv-darknet when present
     timeout: float = 1800.0          # seconds one worker command may take
+    nice: int = 0                    # added to the workers' scheduling priority (negative: higher; needs root)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -450,7 +451,7 @@ def run_bench(config: BenchConfig, progress: Optional[Callable[[int, int, str], 
     """Measure every backend of ``config``; return the result dict (see ``format_table`` / ``--json``).
 
     ``progress(done, total, label)`` is called after each timed block."""
-    from .errors import DarkcspError, UnsupportedError
+    from .errors import UnsupportedError
     from .graph import load_graph
 
     graph = load_graph(config.cfg, dialect=config.dialect, width=config.width, height=config.height)
@@ -466,6 +467,7 @@ def run_bench(config: BenchConfig, progress: Optional[Callable[[int, int, str], 
                   "random_weights": config.weights is None, "width": w, "height": h, "channels": c,
                   "bflops": bflops, "layers": len(graph.layers), "params": graph.params_total},
         "settings": {"threads": threads, "batch": config.batch, "warmup": config.warmup, "runs": config.runs,
+                     "nice": config.nice,
                      "block": config.block, "end_to_end": config.end_to_end,
                      "images": [str(p) for p in config.images], "dialect": config.dialect},
         "machine": machine_info(),
@@ -492,7 +494,8 @@ def run_bench(config: BenchConfig, progress: Optional[Callable[[int, int, str], 
                  "width": w, "height": h, "dialect": config.dialect, "threads": threads,
                  "batch": config.batch, "input": x_path, "end_to_end": config.end_to_end,
                  "images": [str(Path(p).resolve()) for p in config.images],
-                 "calib": [str(Path(p).resolve()) for p in config.calib], "warmup": config.warmup}
+                 "calib": [str(Path(p).resolve()) for p in config.calib], "warmup": config.warmup,
+                 "nice": config.nice}
         entries: List[Dict[str, Any]] = []
         workers: List[Tuple[Dict[str, Any], _Worker]] = []
         try:
@@ -604,11 +607,12 @@ def format_header(result: Dict[str, Any]) -> str:
     libs = ", ".join(f"{k} {v[k]}" for k in ("numpy", "onnxruntime", "opencv") if k in v)
     blas = f" ({v['blas']})" if v.get("blas") and v["blas"] != "?" else ""
     what = "end-to-end (decode+resize+network+boxes+NMS)" if s["end_to_end"] else "network only"
+    prio = f", priority {s['nice']:+d}" if s.get("nice") else ""
     lines = [
         f"darkcsp bench {result['date']}: {md['cfg']} {md['width']}x{md['height']}, "
         f"{md['bflops']:.3f} BFLOPs, {'random weights' if md['random_weights'] else md['weights']}",
         f"  {what}; batch {s['batch']}, threads {s['threads']}, {s['warmup']} warm-up + {s['runs']} timed runs "
-        f"each, interleaved in blocks of {s['block']}",
+        f"each, interleaved in blocks of {s['block']}{prio}",
         f"  machine: {m['cpu']} ({m['cores']} cores, {m['cores_usable']} usable"
         f"{', ' + ' '.join(m['cpu_flags']) if m['cpu_flags'] else ''}), {m['memory_gib']} GiB, {m['os']}",
         f"  python {v.get('python')}, darkcsp {v.get('darkcsp')}, {libs}{blas}; load average "
@@ -821,6 +825,11 @@ def _worker_versions() -> Dict[str, str]:
 class _WorkerSession:
     def __init__(self, setup: Dict[str, Any]):
         self.setup = setup
+        if setup.get("nice"):
+            try:
+                os.nice(int(setup["nice"]))
+            except (OSError, AttributeError) as e:
+                raise WorkerError(f"cannot change the scheduling priority by {setup['nice']}: {e}")
         self.name = setup["backend"]
         self.threads = int(setup["threads"])
         self.batch = int(setup["batch"])

@@ -99,9 +99,9 @@ class Section:
             return number
         if not re.match(r"^[+-]?\d", text):
             # Darknet's atoi: no leading number -> 0 (e.g. batch_normalize=True means NO batch norm)
-            self.warn(f"'{key}={value}' is not a number; Darknet's atoi reads it as 0", key)
+            self.warn(f"'{key}={_quote(value)}' is not a number; Darknet's atoi reads it as 0", key)
             return 0
-        raise self.error(f"expected an integer, got '{value}'", key)
+        raise self.error(f"expected an integer, got '{_quote(value)}'", key)
 
     def float(self, key: str, default: Optional[float] = None) -> float:
         value = self._raw(key)
@@ -112,7 +112,7 @@ class Section:
         text = self._number_text(key, value)
         if _FLOAT_RE.match(text) or _INT_RE.match(text):
             return float(text)
-        raise self.error(f"expected a number, got '{value}'", key)
+        raise self.error(f"expected a number, got '{_quote(value)}'", key)
 
     def str(self, key: str, default: Optional[str] = None) -> str:
         value = self._raw(key)
@@ -137,7 +137,7 @@ class Section:
         for item in items:
             if not re.match(_INT_RE if what == "integers" else _FLOAT_RE, item) and not (
                     what != "integers" and _INT_RE.match(item)):
-                raise self.error(f"expected a comma-separated list of {what}, got '{value}'", key)
+                raise self.error(f"expected a comma-separated list of {what}, got '{_quote(value)}'", key)
             out.append(convert(item))
         return out
 

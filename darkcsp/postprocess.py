@@ -254,10 +254,15 @@ def class_names(path) -> List[str]:
     are dropped, nothing else (a name "face " keeps its space, as Darknet prints it)."""
     from pathlib import Path
     from .errors import ResourceError
+    limit = 16 << 20  # bounded read: /dev/zero or a video given as --names must not eat all memory
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        with Path(path).open("rb") as f:
+            data = f.read(limit + 1)
     except OSError as e:
         raise ResourceError(f"cannot read names file: {e.strerror or e}", file=str(path)) from None
+    if len(data) > limit:
+        raise ResourceError(f"more than {limit >> 20} MB: not a class names file", file=str(path))
+    text = data.decode("utf-8", errors="replace")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -214,3 +214,10 @@ def test_int_reader_refuses_values_outside_darknets_int(value, ok):
         with pytest.raises(CfgError, match="32-bit int") as e:
             s.int("stride")
         assert e.value.line == 2 and e.value.option == "stride"
+
+
+def test_long_garbage_values_are_shortened_in_messages():
+    s = one("[c]\nk=1" + "x\x07" * 5000 + "\n")[0]
+    with pytest.raises(CfgError) as e:
+        s.int("k")
+    assert len(str(e.value)) < 300 and "\x07" not in str(e.value)

@@ -305,7 +305,7 @@ def test_cfg_mistake_convert(tmp_path, capsys):
 def test_run_bad_input_file(tmp_path, capsys, net):
     cfg, _ = net
     for name, data in (("missing.npy", None), ("text.npy", b"hello"), ("empty.npy", b""), ("shape.npy", "shape"),
-                       ("arch.npz", "npz"), ("str.npy", "str")):
+                       ("arch.npz", "npz"), ("str.npy", "str"), ("fake.npy", "fake")):
         p = tmp_path / name
         if data == "shape":
             np.save(p, np.zeros((1, 3, 8, 8), np.float32))
@@ -314,6 +314,13 @@ def test_run_bad_input_file(tmp_path, capsys, net):
                 np.savez(f, x=np.zeros((1, 3, 16, 16), np.float32))
         elif data == "str":
             np.save(p, np.full((1, 3, 16, 16), "a"))
+        elif data == "fake":  # a header claiming 1.1 TB of data: must not be allocated
+            import io
+            from numpy.lib import format as npformat
+            buf = io.BytesIO()
+            npformat.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (100, 3, 32000, 32000)})
+            p.write_bytes(buf.getvalue() + bytes(1000))
         elif data is not None:
             p.write_bytes(data)
         code, _, err = cli(["run", "--cfg", cfg, "--input", p, "--out", tmp_path / "o.npz"], capsys)
@@ -670,3 +677,17 @@ def test_endless_files_do_not_hang(tmp_path, capsys, net):
         with pytest.raises(ImageError, match="too large for an image file"):
             load_image("/dev/zero")
     assert MAX_IMAGE_BYTES >= 1 << 30
+    img = tmp_path / "i.png"
+    import cv2
+    cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
+    code, _, err = detect([img, "--names", "/dev/zero", "--no-save"], capsys, tmp_path)
+    assert code != 0 and "not a class names file" in error_line(err)
+
+
+def test_output_path_is_an_existing_folder(tmp_path, capsys, net):
+    cfg, x = net
+    target = tmp_path / "o.npz"
+    target.mkdir()
+    code, _, err = cli(["run", "--cfg", cfg, "--input", x, "--out", target], capsys)
+    assert code == ResourceError.exit_code and str(target) in error_line(err)
+    assert list(target.iterdir()) == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]

@@ -2,7 +2,7 @@
 
 The corpus is the built-in seed cfgs of darkcsp._fuzz plus, when present, the conformance cfgs. Input i is a
 pure function of (corpus, seed, i): a failure message names the index, and
-``python tools/fuzz.py --seed S --start I --inputs 1`` saves that input for reproduction.
+``python tools/fuzz.py --seed S --start I --inputs 1 --save`` writes that input out for reproduction.
 """
 from __future__ import annotations
 
@@ -82,9 +82,10 @@ def _fuzz_in(corpus, seed: int, n: int, workdir: Path):
     return failures, outcomes, time.perf_counter() - t0, slowest
 
 
-def _report(failures, outcomes, elapsed, slowest, n):
+def _report(failures, outcomes, elapsed, slowest, n, seed, corpus_flag=""):
     return (f"{len(failures)} of {n} inputs failed in {elapsed:.1f} s (slowest input {slowest[1]}: "
-            f"{slowest[0]:.2f} s; outcomes {dict(outcomes)}):\n" + "\n".join(failures[:15]))
+            f"{slowest[0]:.2f} s; outcomes {dict(outcomes)}); to get input I as files: python tools/fuzz.py "
+            f"--seed {seed} --start I --inputs 1 --save{corpus_flag}\n" + "\n".join(failures[:15]))
 
 
 def test_fuzz_seed_cfgs_without_corpus(tmp_path):
@@ -92,9 +93,10 @@ def test_fuzz_seed_cfgs_without_corpus(tmp_path):
     corpus = _fuzz.load_corpus(None)
     n = 800
     failures, outcomes, elapsed, slowest = fuzz(corpus, seed=11, n=n)
-    assert not failures, _report(failures, outcomes, elapsed, slowest, n)
+    assert not failures, _report(failures, outcomes, elapsed, slowest, n, 11, " --no-corpus")
     # the seeds must exercise the whole pipeline, not just die in the parser
-    assert outcomes["ok+forward"] > n // 20 and outcomes["ok+weights"] > n // 50, dict(outcomes)
+    assert outcomes["ok+forward"] > n // 20, dict(outcomes)
+    assert outcomes["ok+weights"] + outcomes["ok+weights+forward"] > n // 50, dict(outcomes)
     assert outcomes["WeightsError"] > 0 and outcomes["CfgError"] > 0, dict(outcomes)
 
 
@@ -104,7 +106,7 @@ def test_fuzz_corpus(tmp_path):
     corpus = _fuzz.load_corpus(root if root.is_dir() else None)
     n = 2000
     failures, outcomes, elapsed, slowest = fuzz(corpus, seed=1, n=n)
-    assert not failures, _report(failures, outcomes, elapsed, slowest, n)
+    assert not failures, _report(failures, outcomes, elapsed, slowest, n, 1, "" if root.is_dir() else " --no-corpus")
     assert sum(outcomes.values()) == n
 
 
@@ -144,11 +146,13 @@ def test_time_limit_interrupts_a_loop():
 
 def test_fuzz_tool_runs_and_saves_reproducers(tmp_path):
     out = tmp_path / "findings"
+    # --onnx: graphs that run are also exported and run in onnxruntime
     r = subprocess.run([sys.executable, str(REPO / "tools" / "fuzz.py"), "--inputs", "60", "--seed", "3",
-                        "--no-corpus", "--out", str(out)], capture_output=True, text=True, timeout=120,
+                        "--no-corpus", "--onnx", "--out", str(out)], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "60 tried" in r.stdout and "crashes: 0" in r.stdout and "hangs: 0" in r.stdout
+    assert "ok+onnx" in r.stdout
     assert not out.exists()
     # a saved input has everything needed to reproduce it
     corpus = _fuzz.load_corpus(None)

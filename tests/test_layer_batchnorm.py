@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import darkcsp
 from darkcsp.graph import load_graph
 
 from conftest import random_input, write_cfg
-from test_layer_convolutional import golden_layer_check, run_onnx
+from layer_harness import run_onnxruntime, run_opencv
+from test_layer_convolutional import golden_layers
 
 CFG = """
     [net]
@@ -40,7 +40,8 @@ def test_alexeyab(tmp_path):
     ref[0, 0] = (x[0, 0] - 0.25) / np.sqrt(4.0 + 1e-5) * 2.0 + 0.5
     ref[0, 1] = (x[0, 1] + 1.0) / np.sqrt(0.0001 + 1e-5) * 0.5 - 0.5
     np.testing.assert_allclose(layer.forward([x], w), ref, rtol=1e-5)
-    np.testing.assert_allclose(run_onnx(layer, w, [x]), ref, rtol=1e-5)
+    np.testing.assert_allclose(run_onnxruntime(layer, [x], w), ref, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(run_opencv(layer, [x], w)).reshape(ref.shape), ref, rtol=1e-4)
 
 
 def test_pjreddie(tmp_path):
@@ -54,7 +55,7 @@ def test_pjreddie(tmp_path):
     ref[0, 0] = (x[0, 0] - 0.25) / (np.sqrt(4.0) + 1e-6) * 2.0
     ref[0, 1] = (x[0, 1] + 1.0) / (np.sqrt(0.0001) + 1e-6) * 0.5
     np.testing.assert_allclose(layer.forward([x], w), ref, rtol=1e-5)
-    np.testing.assert_allclose(run_onnx(layer, w, [x]), ref, rtol=1e-5)
+    np.testing.assert_allclose(run_onnxruntime(layer, [x], w), ref, rtol=1e-5)
 
 
 def test_on_flat_input(tmp_path):
@@ -63,5 +64,4 @@ def test_on_flat_input(tmp_path):
 
 
 def test_darknet_golden():
-    checked, _, _ = golden_layer_check("zoo-classifier-connected", "batchnorm")
-    assert checked == 1
+    assert golden_layers("zoo-classifier-connected", "batchnorm") == 1

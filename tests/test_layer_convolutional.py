@@ -5,18 +5,17 @@ hand-written BN formulas, and Darknet's own per-layer outputs (all_layers.npz of
 """
 from __future__ import annotations
 
-import json
-import logging
-
 import numpy as np
 import pytest
 
 import darkcsp
 from darkcsp.errors import CfgError, UnsupportedError
 from darkcsp.graph import load_graph
-from darkcsp.weights import WeightsFile, WeightsHeader, parse_weights, weights_bytes
+from darkcsp.weights import parse_weights, weights_bytes
 
-from conftest import case_meta, conformance_root, random_input, write_cfg
+from conftest import conformance_root, random_input, write_cfg
+from layer_harness import case_model, check_golden_layer, run_opencv
+from layer_harness import run_onnxruntime
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -84,23 +83,6 @@ def conv_cfg(tmp_path, options: str, channels: int = 2, size_hw=(5, 5), extra: s
     return write_cfg(tmp_path, text)
 
 
-def run_onnx(layer, w, xs):
-    """A minimal ONNX model around one layer's lowering, run in onnxruntime."""
-    ort = pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper
-
-    from darkcsp.onnx.builder import OnnxGraph
-    g = OnnxGraph()
-    names = [f"in{i}" for i in range(len(xs))]
-    out = layer.to_onnx(g, names, w)
-    inputs = [helper.make_tensor_value_info(nm, TensorProto.FLOAT, list(x.shape)) for nm, x in zip(names, xs)]
-    outputs = [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)]
-    model = helper.make_model(helper.make_graph(g.nodes, "layer", inputs, outputs, g.initializers),
-                              opset_imports=[helper.make_opsetid("", g.opset)])
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {nm: x for nm, x in zip(names, xs)})[0]
-
-
 # ------------------------------------------------------------------------------------------ geometry
 GEOMETRIES = [
     # (options, channels, expected out (C,H,W), naive args: stride_y, stride_x, im2col pad, dilation, groups)
@@ -142,12 +124,14 @@ def test_forward_matches_naive_loop(tmp_path, options, channels, out_shape, naiv
         ref = naive_conv(x[b], w["weights"], sy, sx, pad, d, groups, out_shape[1], out_shape[2])
         ref = bn_alexeyab(ref, w) if batch_normalize else ref + w["biases"][:, None, None]
         np.testing.assert_allclose(y[b], leaky(ref), rtol=1e-5, atol=1e-5)
-    # the ONNX lowering (BN folded into Conv) against the same naive expectation
-    got = run_onnx(layer, w, [x])
+    # the ONNX lowering (BN folded into Conv) against the same naive expectation, in onnxruntime and OpenCV
+    got = run_onnxruntime(layer, [x], w)
+    got_cv = np.asarray(run_opencv(layer, [x], w)).reshape(got.shape)
     for b in range(2):
         ref = naive_conv(x[b], w["weights"], sy, sx, pad, d, groups, out_shape[1], out_shape[2])
-        ref = bn_alexeyab(ref, w) if batch_normalize else ref + w["biases"][:, None, None]
-        np.testing.assert_allclose(got[b], leaky(ref), rtol=1e-5, atol=1e-5)
+        ref = leaky(bn_alexeyab(ref, w) if batch_normalize else ref + w["biases"][:, None, None])
+        np.testing.assert_allclose(got[b], ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got_cv[b], ref, rtol=1e-4, atol=1e-5)
 
 
 def test_unfused_path_matches_naive(tmp_path, monkeypatch):
@@ -300,7 +284,7 @@ def test_antialiasing(tmp_path):
     blur = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16.0
     ref = naive_conv(host, np.stack([blur[None], blur[None]]), 2, 2, 1, 1, 2, 3, 3)
     np.testing.assert_allclose(layer.forward([x], w)[0], ref, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(run_onnx(layer, w, [x])[0], ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run_onnxruntime(layer, [x], w)[0], ref, rtol=1e-5, atol=1e-6)
     # antialiasing=2: 2x2 box blur without padding
     cfg2 = conv_cfg(tmp_path, "antialiasing=2\nfilters=2\nsize=3\nstride=2\npad=1\nactivation=linear",
                     size_hw=(6, 6))
@@ -391,45 +375,26 @@ ZOO_CASES = ["zoo-activations-a", "zoo-conv-geometry", "zoo-classifier-connected
              "zoo-gaps-a"]
 
 
-def golden_layer_check(case: str, layer_type: str, skip=()):
-    """Feed every ``layer_type`` layer Darknet's own inputs from all_layers.npz; compare with Darknet's output."""
-    d = conformance_root() / "cases" / case
-    if not (d / "all_layers.npz").exists():
-        pytest.skip(f"conformance case {case} not available")
-    atol = case_meta(case)["tolerance"]["recommended"]["atol"]
-    model = darkcsp.load(d / "model.cfg", d / "model.weights.xz")
-    golden = np.load(d / "all_layers.npz")
-    x0 = np.load(d / "input.npy")
-    checked = 0
-    for layer in model.graph.layers:
-        if layer.type != layer_type or layer.index in skip:
-            continue
-        xs = [x0 if i < 0 else golden[f"layer_{i}"].reshape((-1,) + tuple(model.graph.layers[i].out_shape))
-              for i in layer.inputs]
-        y = layer.forward(xs, model.weights[layer.index])
-        expected = golden[f"layer_{layer.index}"]
-        assert y.size == expected.size, (case, layer.index)
-        np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-3, atol=atol,
-                                   err_msg=f"{case} layer {layer.index}")
-        checked += 1
-    return checked, model, golden
+def golden_layers(case: str, layer_type: str, skip=()) -> int:
+    """Every ``layer_type`` layer of ``case``, fed Darknet's own inputs, against Darknet's output."""
+    model = case_model(case)
+    indices = [layer.index for layer in model.layers if layer.type == layer_type and layer.index not in skip]
+    for index in indices:
+        check_golden_layer(case, index)
+    return len(indices)
 
 
 @pytest.mark.parametrize("case", ZOO_CASES)
 def test_darknet_goldens(case):
     skip = (1,) if case == "zoo-activation-cpu-quirks" else ()  # relu6: see test_relu6_follows_gpu_build
-    checked, _, _ = golden_layer_check(case, "convolutional", skip)
-    assert checked > 0
+    assert golden_layers(case, "convolutional", skip) > 0
 
 
 def test_relu6_follows_gpu_build():
     """DECISIONS.md #1: Darknet's CPU build outputs zeros for relu6 (the golden), we compute relu6 of the
     conv + BN output, here computed independently from Darknet's layer-0 output."""
-    d = conformance_root() / "cases" / "zoo-activation-cpu-quirks"
-    if not d.is_dir():
-        pytest.skip("conformance case not available")
-    model = darkcsp.load(d / "model.cfg", d / "model.weights.xz")
-    golden = np.load(d / "all_layers.npz")
+    model = case_model("zoo-activation-cpu-quirks")
+    golden = np.load(conformance_root() / "cases" / "zoo-activation-cpu-quirks" / "all_layers.npz")
     layer = model.graph.layers[1]
     assert layer.activation == "relu6"
     assert not golden["layer_1"].any()  # what Darknet's CPU build gave
@@ -461,3 +426,17 @@ def test_banded(tmp_path, monkeypatch, options, channels, out_shape, naive_args,
             v = np.maximum(ref, 0)
             ref = v / (1e-4 + v.sum(axis=0, keepdims=True))
         np.testing.assert_allclose(y[b], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_kernel_larger_than_padded_map(tmp_path):
+    """Darknet's C-truncating size formula gives 1 output for a 5x5 kernel, stride 3, on a 3x3 map; its im2col
+    reads zeros past the map."""
+    cfg = conv_cfg(tmp_path, "filters=2\nsize=5\nstride=3\npad=0\nactivation=linear", size_hw=(3, 3))
+    model = darkcsp.load(cfg)
+    layer = model.graph.layers[0]
+    assert layer.out_shape == (2, 1, 1)
+    w = model.weights[0]
+    x = random_input((1, 2, 3, 3), seed=5)
+    ref = naive_conv(x[0], w["weights"], 3, 3, 0, 1, 1, 1, 1) + w["biases"][:, None, None]
+    np.testing.assert_allclose(layer.forward([x], w)[0], ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run_onnxruntime(layer, [x], w)[0], ref, rtol=1e-5, atol=1e-6)

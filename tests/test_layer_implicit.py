@@ -8,7 +8,7 @@ from darkcsp.graph import load_graph
 from darkcsp.weights import parse_weights
 
 from conftest import random_input, write_cfg
-from test_layer_convolutional import run_onnx
+from layer_harness import run_onnxruntime
 
 CFG = "[net]\nwidth=4\nheight=4\nchannels=3\n\n[implicit]\nfilters=3\natoms=2\n"
 
@@ -28,7 +28,7 @@ def test_output_is_the_weights(tmp_path):
     x = random_input((2, 3, 4, 4))
     expected = np.stack([values.reshape(3, 2, 1)] * 2)
     np.testing.assert_array_equal(layer.forward([x], w), expected)
-    np.testing.assert_array_equal(run_onnx(layer, w, [x]), expected)
+    np.testing.assert_array_equal(run_onnxruntime(layer, [x], w), expected)
 
 
 def test_random_init_range(tmp_path):

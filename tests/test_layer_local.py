@@ -9,7 +9,7 @@ from darkcsp.errors import CfgError
 from darkcsp.graph import load_graph
 
 from conftest import random_input, write_cfg
-from test_layer_convolutional import run_onnx
+from layer_harness import run_onnxruntime, run_opencv
 
 
 def naive_local(x, weights, biases, size, stride, pad, out_h, out_w):
@@ -49,12 +49,14 @@ def test_forward_matches_naive(tmp_path, opts, out_shape):
     w["biases"] = np.random.default_rng(0).uniform(-1, 1, w["biases"].shape).astype(np.float32)
     x = random_input((2, 3, 7, 7), seed=1) - 0.5
     y = layer.forward([x], w)
-    got_onnx = run_onnx(layer, w, [x])
+    got_onnx = run_onnxruntime(layer, [x], w)
+    got_cv = np.asarray(run_opencv(layer, [x], w)).reshape(y.shape)
     for b in range(2):
         ref = naive_local(x[b], w["weights"], w["biases"], size, stride, pad, out_shape[1], out_shape[2])
         ref = np.where(ref > 0, ref, 0.1 * ref)
         np.testing.assert_allclose(y[b], ref, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got_onnx[b], ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got_cv[b], ref, rtol=1e-4, atol=1e-5)
 
 
 def test_inconsistent_pad_refused(tmp_path):
@@ -71,3 +73,17 @@ def test_defaults_and_yolov1_shape(tmp_path):
     assert layer.out_shape == (256, 7, 7) and layer.params == 115618048 and layer.bflops == 0
     d = load_graph(write_cfg(tmp_path, "[net]\nwidth=4\nheight=4\nchannels=1\n\n[local]\n", "d.cfg")).layers[0]
     assert (d.filters, d.size, d.stride, d.pad, d.activation) == (1, 1, 1, 0, "logistic")
+
+
+def test_kernel_larger_than_map(tmp_path):
+    """out = (2 - 3)//2 + 1 = 1 with C truncation; Darknet's im2col reads zeros past the map."""
+    cfg = write_cfg(tmp_path, "[net]\nwidth=2\nheight=2\nchannels=1\n\n[local]\nfilters=1\nsize=3\nstride=2\n"
+                              "activation=linear\n")
+    model = darkcsp.load(cfg)
+    layer = model.graph.layers[0]
+    assert layer.out_shape == (1, 1, 1)
+    w = model.weights[0]
+    x = random_input((1, 1, 2, 2), seed=2)
+    ref = naive_local(x[0], w["weights"], w["biases"], 3, 2, 0, 1, 1)
+    np.testing.assert_allclose(layer.forward([x], w)[0], ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run_onnxruntime(layer, [x], w)[0], ref, rtol=1e-5, atol=1e-6)

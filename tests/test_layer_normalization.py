@@ -9,7 +9,7 @@ from darkcsp.errors import CfgError
 from darkcsp.graph import load_graph
 
 from conftest import random_input, write_cfg
-from test_layer_convolutional import run_onnx
+from layer_harness import run_onnxruntime, run_opencv
 
 
 def darknet_lrn(x, size, alpha, beta, kappa):
@@ -43,9 +43,11 @@ def test_forward_matches_darknet_recurrence(tmp_path, size, channels):
     y = layer.forward([x], {})
     for b in range(2):
         np.testing.assert_allclose(y[b], darknet_lrn(x[b], size, 0.5, 0.75, 2.0), rtol=1e-5, atol=1e-6)
-    got = run_onnx(layer, {}, [x])
+    got = run_onnxruntime(layer, [x], {})
+    got_cv = np.asarray(run_opencv(layer, [x], {})).reshape(got.shape)
     for b in range(2):
         np.testing.assert_allclose(got[b], darknet_lrn(x[b], size, 0.5, 0.75, 2.0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got_cv[b], darknet_lrn(x[b], size, 0.5, 0.75, 2.0), rtol=1e-4, atol=1e-6)
 
 
 def test_missing_term_is_really_missing(tmp_path):

@@ -381,3 +381,27 @@ def test_convert_cli_rejects_bad_opset(tmp_path, capsys):
     assert main(["convert", "--cfg", str(cfg), "-o", str(tmp_path / "x.onnx"), "--opset", "7"]) == 5
     assert "opset 7 is not supported" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def _activation_names():
+    from darkcsp.activations import ONNX
+    return sorted(ONNX)
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+def test_every_activation_at_lowest_and_highest_opset(tmp_path, opset):
+    """Each activation lowering (conv + [activation] layer) passes the checker and matches NumPy at both ends
+    of the opset range (reductions changed signature in 18)."""
+    text = "[net]\nwidth=8\nheight=8\nchannels=3\n"
+    for name in _activation_names():
+        text += f"\n[convolutional]\nfilters=4\nsize=3\nstride=1\npad=1\nactivation={name}\n"
+        text += f"\n[activation]\nactivation={name}\n\n[route]\nlayers=0\n"
+    model = darkcsp.load(write_cfg(tmp_path, text), seed=4)
+    proto, info = export_model(model, ExportOptions(opset=opset, all_layers=True))
+    x = random_input((1, 3, 8, 8), seed=9) * 4 - 2
+    ref = model.forward(x, all_layers=True)
+    got = dict(zip(info.outputs, _session(proto).run(None, {"input": x})))
+    for i in ref:
+        layer = model.graph.layers[i]
+        np.testing.assert_allclose(got[i], ref[i], rtol=1e-4, atol=1e-5,
+                                   err_msg=f"layer {i} [{layer.type}] {getattr(layer, 'activation', '')}")

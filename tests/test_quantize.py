@@ -71,28 +71,28 @@ def calib(tmp_path):
     return [p]
 
 
-def test_float_layers_are_first_conv_and_heads(model):
-    # layer 0 = first conv; layer 4 = [yolo], fed by the 1x1 conv 3
-    assert float_layers(model) == [0, 3, 4]
-    assert float_layers(model, first_conv=False) == [3, 4]
-    assert float_layers(model, heads=False) == [0]
+def test_float_layers_are_the_heads(model):
+    # layer 4 = [yolo], fed by the 1x1 conv 3; layer 0 = first conv (optional)
+    assert float_layers(model) == [3, 4]
+    assert float_layers(model, first_conv=True) == [0, 3, 4]
+    assert float_layers(model, first_conv=True, heads=False) == [0]
 
 
 def test_quantized_model_runs_and_keeps_float_layers(model, calib, tmp_path):
     out = tmp_path / "int8.onnx"
     info = quantize_model(model, calib, out)
-    assert info["calibration_inputs"] == 8 and info["float_layers"] == [0, 3, 4] and info["quantize_nodes"] > 0
+    assert info["calibration_inputs"] == 8 and info["float_layers"] == [3, 4] and info["quantize_nodes"] > 0
     q = onnx.load(str(out))
     convs = {n.name: n for n in q.graph.node if n.op_type == "Conv"}
     # the middle convs read dequantised int8 weights; the float layers' convs read float initialisers directly
     inits = {t.name for t in q.graph.initializer}
     for name, n in convs.items():
-        if name.startswith(("l0_", "l3_")):
+        if name.startswith("l3_"):
             assert n.input[1] in inits, name
         else:
             assert n.input[1] not in inits, name
     meta = {p.key: p.value for p in q.metadata_props}
-    assert "QDQ" in meta["darkcsp.int8"] and meta["darkcsp.int8_float_layers"] == "0,3,4"
+    assert "QDQ" in meta["darkcsp.int8"] and meta["darkcsp.int8_float_layers"] == "3,4"
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [o.name for o in sess.get_outputs()] == ["layer_4"]
     x = np.load(calib[0])[:1]
@@ -132,3 +132,21 @@ def test_calibration_from_a_photo(model, tmp_path):
 def test_unknown_method(model, calib, tmp_path):
     with pytest.raises(UnsupportedError, match="calibration method"):
         quantize_model(model, calib, tmp_path / "x.onnx", method="magic")
+
+
+def test_convert_int8_cli(tmp_path, calib, capsys):
+    from darkcsp.cli import main
+    cfg = write_cfg(tmp_path, CFG)
+    out = tmp_path / "m-int8.onnx"
+    assert main(["convert", "--cfg", str(cfg), "-o", str(out), "--int8", "--calib", str(calib[0])]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"{out}: INT8 (QDQ, per-channel), 8 calibration inputs (percentile)")
+    assert "layers kept in float: 3,4" in text and "vs NumPy on calib.npy: max abs diff" in text
+    assert "histogram" not in text  # onnxruntime's calibration chatter is not printed
+    assert out.exists() and not list(tmp_path.glob(".*part*"))
+    assert main(["convert", "--cfg", str(cfg), "-o", str(tmp_path / "x.onnx"), "--int8"]) != 0
+    assert "--calib" in capsys.readouterr().err
+    assert main(["convert", "--cfg", str(cfg), "-o", str(tmp_path / "x.onnx"), "--int8", "--nms", "--calib",
+                 str(calib[0])]) != 0
+    assert "does not combine with --nms" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()

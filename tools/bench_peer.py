@@ -15,7 +15,7 @@ What it does:
 1. converts cfg+weights with the peer (``darknet2any.tool.darknet2onnx.transform_to_onnx``, batch 1, its default
    opset 15) inside the peer venv;
 2. quantises both ONNX models to INT8 the same way (onnxruntime static QDQ, per-channel, U8S8, the same
-   calibration photos); darkcsp's keeps the first conv and the yolo heads in float (darkcsp.onnx.quantize);
+   calibration photos); darkcsp's keeps the yolo heads in float (darkcsp.onnx.quantize);
 3. measures how many of Darknet's detections (detections.json of the conformance photos: same class,
    IoU >= 0.8) each model recovers, the peer's outputs decoded with Darknet's own rules (thresh 0.25, the
    cfg's NMS kind) so that only the network's numbers differ;
@@ -125,6 +125,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--block", type=int, default=5)
+    ap.add_argument("--nice", type=int, default=0, help="workers' priority change (e.g. -5 on a busy machine)")
     ap.add_argument("--repeat", type=int, default=3, help="independent interleaved runs (default 3)")
     ap.add_argument("--workdir", default=str(Path.home() / ".cache" / "darkcsp-bench"))
     ap.add_argument("--skip", default="", help="comma-separated labels to leave out")
@@ -180,7 +181,8 @@ def main() -> int:
     runs = []
     for r in range(args.repeat):
         cfgb = bench.BenchConfig(cfg=str(sized_cfg), weights=str(weights), backends=specs, threads=args.threads,
-                                 warmup=args.warmup, runs=args.runs, block=args.block, baseline="opencv4-darknet")
+                                 warmup=args.warmup, runs=args.runs, block=args.block, baseline="opencv4-darknet",
+                                 nice=args.nice)
         res = bench.run_bench(cfgb)
         print(bench.format_table(res), "\n", flush=True)
         runs.append(res)

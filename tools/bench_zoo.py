@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,6 +63,7 @@ def main() -> int:
     ap.add_argument("--numpy-runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--block", type=int, default=5)
+    ap.add_argument("--nice", type=int, default=0, help="workers' priority change (e.g. -5 on a busy machine)")
     ap.add_argument("--only", help="comma-separated model names")
     ap.add_argument("--out", help="write the Markdown here too")
     ap.add_argument("--json", help="write every result as JSON here")
@@ -88,7 +88,7 @@ def main() -> int:
             specs.append(S("onnxruntime-int8"))
         config = bench.BenchConfig(cfg=cfg, weights=weights, width=size, height=size, backends=specs,
                                    threads=args.threads, warmup=args.warmup, runs=extra.get("runs", args.runs),
-                                   block=args.block, agreement=extra.get("agreement", ()),
+                                   block=args.block, nice=args.nice, agreement=extra.get("agreement", ()),
                                    calib=[str(p) for p in CALIB if p.exists()] if extra.get("int8") else (),
                                    baseline="opencv4-darknet" if have_cv4 else "onnxruntime")
         print(f"{name} {size}: ...", file=sys.stderr, flush=True)

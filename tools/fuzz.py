@@ -2,11 +2,14 @@
 """Long fuzz run of darkcsp's cfg parser, graph builder and weights reader (see darkcsp/_fuzz.py).
 
 Every input is a mutated cfg (conformance corpus + built-in seeds) and maybe a (mutated) .weights file; it must
-either parse or raise a DarkcspError, within --timeout seconds and the memory limit. A worker process runs the
-inputs; this supervisor restarts it after a hard hang (no answer) or a death (segfault, OOM kill), and saves
-every crashing/hanging input to --out for reproduction (input i of a run depends only on --seed and i).
+either parse or raise a DarkcspError, within --timeout seconds of CPU and the memory limit. Small graphs that
+build are also run forward by the NumPy executor (with --onnx: exported and run in onnxruntime too). --images
+fuzzes the image decoder instead. A worker process runs the inputs; this supervisor restarts it after a hard
+hang (no answer) or a death (segfault, OOM kill), and saves every crashing/hanging input to --out for
+reproduction (input i of a run depends only on --seed and i: --start I --inputs 1 re-runs it).
 
     nice -n 19 python tools/fuzz.py --inputs 100000 --seed 1
+    python tools/fuzz.py --images --seconds 60
 """
 from __future__ import annotations
 
@@ -108,6 +111,8 @@ def main(argv=None) -> int:
                     help="also export every small graph that runs to ONNX and run it in onnxruntime (slower)")
     ap.add_argument("--images", action="store_true",
                     help="fuzz the image decoder/preprocessing (darkcsp.image) instead of cfgs and weights")
+    ap.add_argument("--save", action="store_true", help="save every input tried to --out (to inspect one: "
+                    "--start I --inputs 1 --save)")
     ap.add_argument("--keep", type=int, default=3, help="inputs saved per distinct crash signature")
     args = ap.parse_args(argv)
 
@@ -167,9 +172,8 @@ def main(argv=None) -> int:
                     corpus_info = msg[1:]
                 elif msg[0] == "start":
                     current = msg[1]
-                    if time.time() > deadline:
+                    if time.time() > deadline:  # --seconds reached: input `current` is not counted
                         proc.kill()
-                        next_index = stop
                         break
                 elif msg[0] == "done":
                     _, i, outcome, seconds, info = msg
@@ -178,6 +182,8 @@ def main(argv=None) -> int:
                     next_index = i + 1
                     slowest = max(slowest, (seconds, i))
                     outcomes[outcome] += 1
+                    if args.save and outcome not in ("HANG", "CRASH"):
+                        print(f"input {i}: {outcome} -> {save(i, outcome)}", flush=True)
                     if outcome == "HANG":
                         hangs.append(i)
                         d = save(i, f"hang: {info}")

@@ -44,6 +44,9 @@ def add_arguments(p) -> None:
     p.add_argument("--calib", nargs="+", default=[], metavar="IMAGE",
                    help="calibration photos (or .npy input tensors) for onnxruntime-int8")
     p.add_argument("--baseline", help="backend label the ratio column compares with (default opencv-darknet)")
+    p.add_argument("--nice", type=int, default=0,
+                   help="add this to the backends' scheduling priority (e.g. -5 on a shared machine; negative "
+                        "values need root)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     p.add_argument("--json-times", action="store_true", help="with --json: include every run's time")
     p.add_argument("--plot", metavar="PNG", help="write a bar chart of fps per backend")
@@ -67,7 +70,7 @@ def run(args) -> int:
         cfg=args.cfg, weights=args.weights, width=args.width, height=args.height, dialect=args.dialect,
         backends=specs, threads=args.threads, batch=args.batch, warmup=args.warmup, runs=args.runs,
         block=args.block, input=args.input, end_to_end=args.end_to_end, images=args.images,
-        agreement=args.agreement, calib=args.calib, baseline=args.baseline)
+        agreement=args.agreement, calib=args.calib, baseline=args.baseline, nice=args.nice)
     bar = None
     progress = None
     if not args.no_progress and not args.quiet:

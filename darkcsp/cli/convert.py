@@ -66,12 +66,23 @@ def add_arguments(p) -> None:
                    help="verification limit on max |onnx - numpy| / max(1, max |numpy|) per output "
                         "(default 1e-2; 5e-2 with --fp16): far above float32 rounding in deep nets, far below "
                         "what a wrong lowering gives")
+    p.add_argument("--int8", action="store_true",
+                   help="static INT8 quantisation (onnxruntime QDQ, per-channel weights; the detection heads "
+                        "stay float); needs --calib")
+    p.add_argument("--calib", nargs="+", metavar="IMAGE",
+                   help="calibration photos (or .npy input tensors) for --int8")
+    p.add_argument("--calib-method", choices=["percentile", "minmax", "entropy"], default="percentile",
+                   help="activation range calibration for --int8 (default percentile 99.999)")
 
 
 def run(args) -> int:
     from ..onnx.export import ExportOptions, export_model
     t0 = time.perf_counter()
     model = load(args.cfg, args.weights, width=args.width, height=args.height, dialect=args.dialect)
+    if args.int8:
+        from ..onnx.quantize import convert_int8
+        print(convert_int8(model, args))
+        return 0
     options = ExportOptions(opset=args.opset, decode=args.decode or args.nms, nms=args.nms, nms_iou=args.nms_iou,
                             nms_score=args.nms_score, nms_max_per_class=args.nms_max,
                             dynamic_batch=args.dynamic_batch, dynamic_size=args.dynamic_size, fp16=args.fp16,

@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
 
 def load_input(path: str, model) -> np.ndarray:
     try:
-        x = np.load(path, allow_pickle=False)
+        x = np.load(path, allow_pickle=False, mmap_mode="r")  # mmap: the shape is checked before reading
     except FileNotFoundError:
         raise DarkcspError("input file not found", file=path) from None
     except (ValueError, OSError, EOFError) as e:  # EOFError: an empty file

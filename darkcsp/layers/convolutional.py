@@ -39,12 +39,23 @@ _TRAINING_ONLY = ("sway", "rotate", "stretch", "stretch_sway", "assisted_excitat
 # ----------------------------------------------------------------------------------------- kernels
 
 
-def pad_hw(x: np.ndarray, pad_y: int, pad_x: int) -> np.ndarray:
-    """Zero-pad the two last axes (faster than np.pad for the common case)."""
-    if pad_y == 0 and pad_x == 0:
+def end_pad(size_in: int, pad: int, k: int, stride: int, dilation: int, size_out: int) -> int:
+    """Zero padding needed after the input so that ``size_out`` windows fit.
+
+    Equals ``pad`` except where Darknet's C-truncating size formula gives an output whose window runs past the
+    padded input (kernel larger than the padded map): Darknet's im2col reads zeros there."""
+    return max(pad, (size_out - 1) * stride + dilation * (k - 1) + 1 - size_in - pad)
+
+
+def pad_hw(x: np.ndarray, pad_y: int, pad_x: int, end_y: Optional[int] = None,
+           end_x: Optional[int] = None) -> np.ndarray:
+    """Zero-pad the two last axes: ``pad_*`` before, ``end_*`` (default ``pad_*``) after."""
+    end_y = pad_y if end_y is None else end_y
+    end_x = pad_x if end_x is None else end_x
+    if pad_y == end_y == 0 and pad_x == end_x == 0:
         return x
     n, c, h, w = x.shape
-    xp = np.zeros((n, c, h + 2 * pad_y, w + 2 * pad_x), dtype=x.dtype)
+    xp = np.zeros((n, c, h + pad_y + end_y, w + pad_x + end_x), dtype=x.dtype)
     xp[:, :, pad_y:pad_y + h, pad_x:pad_x + w] = x
     return xp
 
@@ -96,7 +107,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, *, stride: Tuple[int, int] = (1, 1), pa
     oh, ow = out_hw
     pixels = oh * ow
     m = n // groups
-    if k == 1 and pad == 0:
+    end_y = end_pad(h, pad, k, sy, d, oh)
+    end_x = end_pad(wd, pad, k, sx, d, ow)
+    if k == 1 and pad == 0 and end_y == end_x == 0:
         # 1x1: no im2col, just a (strided) view of the input as the column matrix
         xs = x if sy == 1 and sx == 1 else x[:, :, :(oh - 1) * sy + 1:sy, :(ow - 1) * sx + 1:sx]
         cols = xs.reshape(n_img, groups, cg, pixels)
@@ -106,7 +119,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, *, stride: Tuple[int, int] = (1, 1), pa
         def gemm(p0: int, p1: int) -> np.ndarray:
             return np.matmul(wg, cols[..., p0:p1])
     else:
-        xp = pad_hw(x, pad, pad)
+        xp = pad_hw(x, pad, pad, end_y, end_x)
         kk = cg * k * k
         wg = w.reshape(groups, m, kk)
         budget = IM2COL_BUDGET_GROUPED if groups > 1 else IM2COL_BUDGET_DENSE
@@ -242,7 +255,7 @@ class Convolutional(Layer):
                              "antialiasing")
         if c % self.groups or self.filters % self.groups:
             raise self.error(f"groups={self.groups} must divide both the input channels ({c}) and filters "
-                             f"({self.filters}); Darknet would read past its buffers", "groups")
+                             f"({self.filters}); Darknet's per-group GEMMs assume both split evenly", "groups")
         sx, sy = (1, 1) if self.antialiasing else (self.stride_x, self.stride_y)
         k, p, d = self.size, self.padding, self.dilation
         host_h = conv_out_size(h, p, k, sy)
@@ -270,7 +283,9 @@ class Convolutional(Layer):
         self.host_shape = (self.filters, host_h, host_w)
         self.out_shape = self.host_shape
         # the NumPy forward zero-pads a copy of the input by padding*dilation (Darknet's im2col pads on the fly)
-        self.workspace = c * (h + 2 * p * d) * (w + 2 * p * d)
+        # and builds im2col columns in bands of at most IM2COL_BUDGET_* bytes
+        cols = (c * k * k) * host_h * host_w if k > 1 or p else 0
+        self.workspace = c * (h + 2 * p * d) * (w + 2 * p * d) + min(cols, IM2COL_BUDGET_DENSE // 4)
         if self.antialiasing:
             self.blur_size = 3 if self.antialiasing == 1 else 2
             self.blur_pad = 1 if self.antialiasing == 1 else 0
@@ -372,7 +387,7 @@ class Convolutional(Layer):
         immutable: bind new arrays to change them)."""
         names = ("weights", "biases", "scales", "rolling_mean", "rolling_variance")
         arrays = tuple(w.get(name) for name in names)
-        key = tuple(id(a) for a in arrays)
+        key = (self.fold_bn,) + tuple(id(a) for a in arrays)
         cached = getattr(self, "_cache", None)
         if cached is not None and cached[0] == key:
             return cached[2], cached[3]
@@ -430,8 +445,11 @@ class Convolutional(Layer):
         sy, sx = (1, 1) if self.antialiasing else (self.stride_y, self.stride_x)
         p = self.padding * self.dilation
         k = self.size
+        _, h, wd = self.in_shape
+        _, oh, ow = self.host_shape
+        pads = [p, p, end_pad(h, p, k, sy, self.dilation, oh), end_pad(wd, p, k, sx, self.dilation, ow)]
         y = g.op("Conv", [xs[0], g.const(wf.astype(np.float32), "conv_w"), g.const(bf.astype(np.float32), "conv_b")],
-                 kernel_shape=[k, k], strides=[sy, sx], pads=[p, p, p, p], dilations=[self.dilation] * 2,
+                 kernel_shape=[k, k], strides=[sy, sx], pads=pads, dilations=[self.dilation] * 2,
                  group=self.groups)
         y = lower_activation(g, y, self.activation, "convolutional")
         if self.antialiasing:

@@ -17,7 +17,7 @@ import numpy as np
 from ..activations import activate, lower_activation, read_activation
 from ..cfg import Section
 from .base import BuildContext, Layer, Weights, conv_out_size
-from .convolutional import im2col, pad_hw
+from .convolutional import end_pad, im2col, pad_hw
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..onnx.builder import OnnxGraph
@@ -71,7 +71,9 @@ class Local(Layer):
         n_img = x.shape[0]
         n, oh, ow = self.out_shape
         k, s = self.size, self.stride
-        cols = im2col(pad_hw(x, self.pad, self.pad), k, s, s, 1, oh, ow)[:, 0]  # (N, K, L)
+        _, h, wd = self.in_shape
+        xp = pad_hw(x, self.pad, self.pad, end_pad(h, self.pad, k, s, 1, oh), end_pad(wd, self.pad, k, s, 1, ow))
+        cols = im2col(xp, k, s, s, 1, oh, ow)[:, 0]  # (N, K, L)
         wt = np.asarray(w["weights"], np.float32).reshape(self.locations, n, -1)  # (L, n, K)
         y = np.matmul(wt, cols.transpose(2, 1, 0))  # (L, n, N)
         y = np.ascontiguousarray(y.transpose(2, 1, 0)).reshape(n_img, n, oh, ow)
@@ -84,8 +86,10 @@ class Local(Layer):
         n, oh, ow = self.out_shape
         k, s, p = self.size, self.stride, self.pad
         x = xs[0]
-        if p:
-            x = g.op("Pad", [x, g.ints([0, 0, p, p, 0, 0, p, p], "pads")])
+        _, h, wd = self.in_shape
+        end_y, end_x = end_pad(h, p, k, s, 1, oh), end_pad(wd, p, k, s, 1, ow)
+        if p or end_y or end_x:
+            x = g.op("Pad", [x, g.ints([0, 0, p, p, 0, 0, end_y, end_x], "pads")])
         axes = g.ints([2, 3], "axes_hw")
         steps = g.ints([s, s], "steps")
         pieces = []

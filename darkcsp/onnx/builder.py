@@ -23,9 +23,9 @@ from onnx import TensorProto, helper, numpy_helper
 #: engine) and 4.14.0: every operator the lowerings emit (Conv, MaxPool with asymmetric pads, Resize nearest,
 #: Split/Slice, Reshape+ReduceMax, DepthToSpace, Softmax, LRN, the activations, ...) imports and matches at 13..21
 #: on all three. 17 rather than newer because it is the last opset with reduction ``axes`` as an attribute, which
-#: older OpenCV 4.x importers and onnxruntime >= 1.13 read, and because nothing we need is newer: Mish (opset 18)
-#: is lowered as x * tanh(softplus(x)), which OpenCV fuses into its Mish layer and onnxruntime runs as the same
-#: three element-wise kernels it would inline the Mish-18 function into.
+#: older OpenCV 4.x importers and onnxruntime >= 1.13 read, and because nothing we need is newer: the Mish-18
+#: operator gains nothing (onnxruntime inlines its Softplus/Tanh/Mul function body, and its Softplus kernel is
+#: slow; darkcsp.activations lowers mish as x * tanh(log(exp(x) + 1)), which OpenCV fuses into its Mish layer).
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
 MAX_OPSET = 21
