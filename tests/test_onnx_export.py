@@ -280,8 +280,24 @@ def test_dynamic_size_for_size_agnostic_layers(tmp_path):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5, err_msg=f"{w}x{h}")
 
 
+def test_dynamic_size_detector_without_decode(tmp_path):
+    """[yolo]'s lowering has no literal size: a detector exports with a symbolic H, W and runs at other sizes."""
+    cfg = write_cfg(tmp_path, DETECTOR)
+    model = darkcsp.load(cfg, seed=3)
+    proto, info = export_model(model, ExportOptions(dynamic_size=True))
+    assert info.dynamic_size
+    sess = _session(proto)
+    for h, w in ((32, 32), (64, 48)):
+        other = darkcsp.load(cfg, width=w, height=h, seed=3)
+        x = random_input((1, 3, h, w), seed=w)
+        ref = other.forward(x)
+        for i, a in zip(info.outputs, sess.run(None, {"input": x})):
+            np.testing.assert_allclose(a, ref[i], rtol=1e-4, atol=1e-5, err_msg=f"{w}x{h} layer {i}")
+
+
 def test_dynamic_size_refused_with_static_layers(detector, caplog):
-    proto, info = export_model(detector, ExportOptions(dynamic_size=True))
+    # the box decoding builds its grid for the cfg size, so --decode keeps it
+    proto, info = export_model(detector, ExportOptions(dynamic_size=True, decode=True))
     assert not info.dynamic_size
     assert "keeps 32x32" in caplog.text
     assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 32, 32]

@@ -239,30 +239,25 @@ class Yolo(Layer):
         return y.reshape(n, c, h, wd)
 
     def to_onnx(self, g: "OnnxGraph", xs: Sequence[str], w: Weights) -> str:
-        c, h, wd = self.out_shape
-        m, k = len(self.mask), self.box_entries + self.classes
+        # Per-channel constants instead of a reshape by (m, k, H, W): the lowering holds no literal size, so
+        # it also serves a dynamic spatial size, and shape inference stays exact at every opset.
+        #   y = x*A + sigmoid(x)*B + C   with, per plane: logistic -> A=0, B=s; raw -> A=s, B=0;
+        #   s = scale_x_y on the x/y planes (C = -0.5*(s-1) there), else 1 (C = 0).
+        # Multiplying by exactly 0/1 and adding 0 keep the values bit-identical to the NumPy forward.
+        m = len(self.mask)
         logistic, scaled = self._planes()
-        t = g.op("Reshape", [xs[0], g.ints([-1, m, k, h, wd])])
-        # Split the entry axis into runs of planes that share the same treatment, then concat back.
-        runs: List[Tuple[int, int, bool, bool]] = []
-        for e in range(k):
-            key = (bool(logistic[e]), bool(scaled[e]))
-            if runs and (runs[-1][2], runs[-1][3]) == key:
-                runs[-1] = (runs[-1][0], e + 1) + key
-            else:
-                runs.append((e, e + 1) + key)
-        parts = g.op("Split", [t, g.ints([r[1] - r[0] for r in runs])], axis=2, n_out=len(runs))
-        parts = [parts] if isinstance(parts, str) else parts
-        outs = []
-        for part, (_, _, lg, sc) in zip(parts, runs):
-            if lg:
-                part = g.op("Sigmoid", [part])
-            if sc and self.scale_x_y != 1.0:
-                part = g.op("Add", [g.op("Mul", [part, g.scalar(np.float32(self.scale_x_y))]),
-                                    g.scalar(np.float32(-0.5 * (self.scale_x_y - 1)))])
-            outs.append(part)
-        y = g.op("Concat", outs, axis=2) if len(outs) > 1 else outs[0]
-        return g.op("Reshape", [y, g.ints([-1, c, h, wd])])
+        s = np.where(scaled, np.float32(self.scale_x_y), np.float32(1)).astype(np.float32)
+        offset = np.where(scaled, np.float32(-0.5 * (self.scale_x_y - 1)), np.float32(0)).astype(np.float32)
+        a = np.tile(np.where(logistic, np.float32(0), s), m).reshape(1, -1, 1, 1)
+        b = np.tile(np.where(logistic, s, np.float32(0)), m).reshape(1, -1, 1, 1)
+        c = np.tile(offset, m).reshape(1, -1, 1, 1)
+        y = g.op("Mul", [g.op("Sigmoid", [xs[0]]), g.const(b, "logistic_scale")]) if logistic.any() else None
+        if not logistic.all():
+            raw = g.op("Mul", [xs[0], g.const(a, "raw_scale")])
+            y = raw if y is None else g.op("Add", [raw, y])
+        if self.scale_x_y != 1.0:
+            y = g.op("Add", [y, g.const(c, "xy_offset")])
+        return y
 
     # ----- decoding ------------------------------------------------------------------------------
     def _anchor_wh(self) -> Tuple[np.ndarray, np.ndarray]:

@@ -35,10 +35,13 @@ DYNAMIC_SIZE_TYPES = frozenset({
 })
 
 
-def _size_agnostic(layer) -> bool:
+def _size_agnostic(layer, decode: bool = False) -> bool:
     # pjreddie's [shortcut] resamples between two sizes with literal strides
     if layer.type == "shortcut" and layer.dialect.shortcut_resamples:
         return False
+    # [yolo]'s own lowering has no literal size, but its box decoding builds the grid for the cfg size
+    if layer.type == "yolo":
+        return not decode
     return layer.type in DYNAMIC_SIZE_TYPES
 
 
@@ -102,7 +105,7 @@ def export_model(model, options: Optional[ExportOptions] = None, **kwargs) -> Tu
     layers = graph.layers
     info = ExportInfo()
 
-    static_types = sorted({l.type for l in layers if not _size_agnostic(l)})
+    static_types = sorted({l.type for l in layers if not _size_agnostic(l, options.decode)})
     dynamic_size = options.dynamic_size and not static_types
     if options.dynamic_size and static_types:
         log.warning("dynamic input size not possible with [%s]: the ONNX model keeps %dx%d",
