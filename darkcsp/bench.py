@@ -460,6 +460,8 @@ def run_bench(config: BenchConfig, progress: Optional[Callable[[int, int, str], 
     threads = config.threads or _usable_cores()
     if config.end_to_end and not config.images:
         raise UnsupportedError("--end-to-end needs --images (photos decoded, resized and detected every run)")
+    if config.input:
+        _check_input_file(config.input, graph.input_shape)
     specs = list(config.backends) or [BackendSpec(n) for n in default_backends()]
     result: Dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -483,6 +485,10 @@ def run_bench(config: BenchConfig, progress: Optional[Callable[[int, int, str], 
                 resolved.append((spec, str(e)))
         need_plain = any(s.name == "opencv-darknet" and not why for s, why in resolved)
         cfg_path, weights_path = _materialise_files(config, graph, tmpdir, need_plain)
+        if config.weights and weights_path == config.weights:
+            # A weights file that does not fit the cfg is the user's mistake: say so once, not per backend.
+            from .weights import read_weights
+            read_weights(config.weights, graph)
         if config.input:
             x_path = str(Path(config.input).resolve())
         else:
@@ -535,6 +541,19 @@ def run_bench(config: BenchConfig, progress: Optional[Callable[[int, int, str], 
     result["backends"] = entries
     result["machine"]["load_average_end"] = load_average()
     return result
+
+
+def _check_input_file(path: str, shape: Tuple[int, int, int]) -> None:
+    from .errors import DarkcspError
+    try:
+        x = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise DarkcspError(f"cannot read input tensor: {e}", file=str(path)) from None
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise DarkcspError(f"input has shape {tuple(x.shape)}, the network expects (N, {shape[0]}, {shape[1]}, "
+                           f"{shape[2]})", file=str(path))
 
 
 def _usable_cores() -> int:
@@ -693,8 +712,8 @@ def plot(result: Dict[str, Any], path) -> None:
     hi = [batch * 1000.0 / e["latency_ms"]["p10"] - f for f, e in zip(fps, ok)]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(ok) + 2), 4))
     bars = ax.bar(range(len(ok)), fps, yerr=[lo, hi], capsize=4, color="#4C72B0")
-    for bar, f in zip(bars, fps):
-        ax.annotate(f"{f:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+    for bar, f, up in zip(bars, fps, hi):
+        ax.annotate(f"{f:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height() + up), ha="center",
                     va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(range(len(ok)))
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
@@ -1062,9 +1081,9 @@ def _worker_main() -> int:
             reply(ok=False, message=f"{e}", skip=True)
         except Exception as e:  # reported to the parent, which shows it next to the backend's name
             log.debug("worker failure", exc_info=True)
+            from .errors import DarkcspError, UnsupportedError
             text = str(e) or type(e).__name__
-            from .errors import UnsupportedError
-            reply(ok=False, message=f"{type(e).__name__}: {text}" if not isinstance(e, UnsupportedError) else text,
+            reply(ok=False, message=text if isinstance(e, DarkcspError) else f"{type(e).__name__}: {text}",
                   skip=isinstance(e, (UnsupportedError, NotImplementedError)))
     return 0
 

@@ -223,3 +223,16 @@ def test_api_per_backend_runs_and_ratio_pairs_blocks(tiny_cfg):
     assert (a["runs"], b["runs"]) == (6, 2)
     assert [i for i, _ in a["blocks"]] == [0, 1, 2] and [i for i, _ in b["blocks"]] == [0]
     assert b["vs_baseline"]["blocks"] == 1 and res["baseline"] == "a"
+
+
+def test_user_mistakes_are_reported_once(tiny_cfg, tmp_path, capsys):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((1, 3, 8, 8), np.float32))
+    code, out, err = run_cli(capsys, "--cfg", tiny_cfg, "--backends", "numpy", "--input", bad)
+    assert code == 1 and "expects (N, 3, 32, 32)" in err and out == ""
+    junk = tmp_path / "junk.weights"
+    junk.write_bytes(b"not weights at all, clearly")
+    code, out, err = run_cli(capsys, "--cfg", tiny_cfg, "--backends", "numpy", "--weights", junk)
+    assert code == 3 and "junk.weights" in err  # WeightsError's exit code, before any backend starts
+    code, out, err = run_cli(capsys, "--cfg", tmp_path / "missing.cfg")
+    assert code == 2

@@ -187,19 +187,28 @@ def main() -> int:
         print(bench.format_table(res), "\n", flush=True)
         runs.append(res)
 
-    def fps(res, label):
+    def entry(res, label):
         e = next((e for e in res["backends"] if e["label"] == label), None)
-        return e["fps"] if e and e["status"] == "ok" and e.get("times") else None
+        return e if e and e["status"] == "ok" and e.get("blocks") else None
 
     def ratio(a, b):
-        vals = [fps(r, a) / fps(r, b) for r in runs if fps(r, a) and fps(r, b)]
+        """fps(a)/fps(b): per run the median over its paired interleaved blocks; then median/min/max over runs."""
+        vals = []
+        for r in runs:
+            ea, eb = entry(r, a), entry(r, b)
+            if ea and eb:
+                v = bench.block_ratios(ea["blocks"], eb["blocks"]).get("median")
+                if v:
+                    vals.append(v)
         if not vals:
             return None
-        return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+        return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals),
+                "runs": vals}
 
     ratios = {
         "onnxruntime / opencv4-darknet": ratio("onnxruntime", "opencv4-darknet"),
         "onnxruntime / onnxruntime=peer": ratio("onnxruntime", "onnxruntime=peer"),
+        "onnxruntime-int8 / onnxruntime-int8=peer": ratio("onnxruntime-int8", "onnxruntime-int8=peer"),
         "opencv (5.x, darkcsp ONNX) / opencv4-darknet": ratio("opencv", "opencv4-darknet"),
         "opencv-classic (5.x classic engine, darkcsp ONNX) / opencv4-darknet": ratio("opencv-classic",
                                                                                    "opencv4-darknet"),
@@ -208,7 +217,7 @@ def main() -> int:
         "onnxruntime-int8 / opencv4-darknet": ratio("onnxruntime-int8", "opencv4-darknet"),
         "onnxruntime-int8=peer / opencv4-darknet": ratio("onnxruntime-int8=peer", "opencv4-darknet"),
     }
-    print(f"ratios of fps over {args.repeat} interleaved runs (median [min-max]):")
+    print(f"fps ratios (per run: median over paired interleaved blocks) over {args.repeat} runs: median [min-max]")
     for k, v in ratios.items():
         if v:
             print(f"  {k:66s} {v['median']:.2f} [{v['min']:.2f}-{v['max']:.2f}]")
