@@ -691,3 +691,20 @@ def test_output_path_is_an_existing_folder(tmp_path, capsys, net):
     code, _, err = cli(["run", "--cfg", cfg, "--input", x, "--out", target], capsys)
     assert code == ResourceError.exit_code and str(target) in error_line(err)
     assert list(target.iterdir()) == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]
+
+
+@pytest.mark.parametrize("kind", ["maxpool", "local_avgpool"])
+def test_huge_pooling_window_is_fast_and_exact(tmp_path, kind):
+    """size=901 on an 8x8 map (Darknet: padding 900, windows cover the whole map): every output is the
+    channel's max / mean over the valid cells; computed in far less than size^2 steps."""
+    import time
+    import darkcsp
+    cfg = write(tmp_path, "p.cfg", f"[net]\nwidth=8\nheight=8\nchannels=3\n\n[{kind}]\nsize=901\nstride=1\n")
+    model = darkcsp.load(cfg)
+    x = np.random.default_rng(0).random((1, 3, 8, 8), dtype=np.float32)
+    t = time.process_time()
+    y = model.forward(x)[0]
+    assert time.process_time() - t < 2.0
+    want = x.max(axis=(2, 3)) if kind == "maxpool" else x.astype(np.float64).mean(axis=(2, 3))
+    assert y.shape == (1, 3, 8, 8)
+    np.testing.assert_allclose(y, np.broadcast_to(want[:, :, None, None], y.shape), rtol=1e-6)

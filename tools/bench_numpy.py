@@ -7,10 +7,11 @@ BFLOPs for the network (what Darknet prints as "Total BFLOPS") / median time, an
 a large square float32 ``np.matmul`` (BLAS sgemm) measured in the same run, before and after the networks
 (the better of the two is the reference). Prints Markdown tables.
 
-    python tools/bench_numpy.py [--runs 5] [--warmup 1] [--profile]
+    python tools/bench_numpy.py [--runs 5] [--warmup 1] [--profile] [--single-thread] [--cpu-time]
 
 ``--profile`` adds the time per layer type (mean per forward). The machine should be otherwise idle: other
 processes competing for the cores slow multi-threaded BLAS down far more than they slow the sgemm reference.
+On a busy machine, ``--single-thread --cpu-time`` (one BLAS thread, process CPU time) gives a stable ratio.
 """
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-import numpy as np
+if "--single-thread" in sys.argv:  # must be set before numpy loads OpenBLAS
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -41,6 +45,9 @@ NETWORKS: List[Tuple[str, Path, int, int]] = [
 ]
 
 
+CLOCK = time.perf_counter
+
+
 def sgemm_gflops(n: int, runs: int = 5) -> float:
     """GFLOP/s of an n x n float32 matmul (median of ``runs`` after one warmup)."""
     rng = np.random.default_rng(0)
@@ -49,9 +56,9 @@ def sgemm_gflops(n: int, runs: int = 5) -> float:
     np.matmul(a, b)
     times = []
     for _ in range(runs):
-        t = time.perf_counter()
+        t = CLOCK()
         np.matmul(a, b)
-        times.append(time.perf_counter() - t)
+        times.append(CLOCK() - t)
     return 2.0 * n ** 3 / statistics.median(times) / 1e9
 
 
@@ -62,9 +69,9 @@ def time_network(cfg: Path, width: int, height: int, runs: int, warmup: int, pro
     if profile:  # wrap each layer's forward to accumulate its time
         for layer in model.graph.layers:
             def timed(xs, w, _f=layer.forward, _t=layer.type):
-                t = time.perf_counter()
+                t = CLOCK()
                 y = _f(xs, w)
-                per_type[_t].append(time.perf_counter() - t)
+                per_type[_t].append(CLOCK() - t)
                 return y
             layer.forward = timed
     for _ in range(warmup):
@@ -72,9 +79,9 @@ def time_network(cfg: Path, width: int, height: int, runs: int, warmup: int, pro
     per_type.clear()
     times = []
     for _ in range(runs):
-        t = time.perf_counter()
+        t = CLOCK()
         model.forward(x)
-        times.append(time.perf_counter() - t)
+        times.append(CLOCK() - t)
     type_share = {k: sum(v) / runs for k, v in per_type.items()}
     return model.graph.bflops_total, statistics.median(times), min(times), type_share
 
@@ -85,7 +92,11 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--sgemm-size", type=int, nargs="+", default=[1024, 2048])
     p.add_argument("--profile", action="store_true", help="also print the time per layer type")
+    p.add_argument("--single-thread", action="store_true", help="one BLAS thread (OPENBLAS_NUM_THREADS=1)")
+    p.add_argument("--cpu-time", action="store_true", help="time with the process CPU clock instead of wall time")
     args = p.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
     logging.basicConfig(level=logging.ERROR)  # random-weights warnings are expected here
 
     # sgemm is measured before and after the networks; the best figure is the reference (conservative when
@@ -100,7 +111,8 @@ def main(argv=None) -> int:
     sgemm_after = {n: sgemm_gflops(n) for n in args.sgemm_size}
     best = max(list(sgemm.values()) + list(sgemm_after.values()))
     print(f"darkcsp {getattr(darkcsp, '__version__', '?')}, numpy {np.__version__}, "
-          f"{os.cpu_count()} CPUs, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}")
+          f"{os.cpu_count()} CPUs, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
+          f"clock: {'process CPU time' if args.cpu_time else 'wall'}")
     print()
     print("| sgemm n | GFLOP/s (before) | GFLOP/s (after) |")
     print("|---|---|---|")

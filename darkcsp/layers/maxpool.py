@@ -58,25 +58,27 @@ def _window_reduce(x: np.ndarray, size: int, sy: int, sx: int, offset: int, oh: 
     Loops over window offsets only. The max is separable (columns, then rows: 2*size steps); the sum runs
     over the size*size offsets in Darknet's row-major order, so its float rounding is Darknet's."""
     hp, wp = (oh - 1) * sy + size, (ow - 1) * sx + size
+    h, w = x.shape[2:]
+    # Offsets whose windows miss the image contribute nothing (-FLT_MAX to the max; 0 to the sum and count):
+    # skipped, so that a huge size= (size=900 on an 8x8 map) costs O(H + W) (max) or O(H*W) (sum) steps.
+    m_range = range(max(0, offset - (oh - 1) * sy), min(size, offset + h))
+    n_range = range(max(0, offset - (ow - 1) * sx), min(size, offset + w))
     if not average:
         xp = _padded(x, -FLT_MAX, offset, offset, hp, wp)
         # fmax: Darknet's `val > max` never picks a NaN
         cols = np.full(x.shape[:2] + (hp, ow), -FLT_MAX, np.float32)
-        for n in range(size):
+        for n in n_range:
             np.fmax(cols, xp[:, :, :, n:n + (ow - 1) * sx + 1:sx], out=cols)
         acc = np.full(x.shape[:2] + (oh, ow), -FLT_MAX, np.float32)
-        for m in range(size):
+        for m in m_range:
             np.fmax(acc, cols[:, :, m:m + (oh - 1) * sy + 1:sy], out=acc)
         return acc
     xp = _padded(x, 0.0, offset, offset, hp, wp)
     ones = _padded(np.ones((1, 1) + x.shape[2:], np.float32), 0.0, offset, offset, hp, wp)
     acc = np.zeros(x.shape[:2] + (oh, ow), np.float32)
     count = np.zeros((1, 1, oh, ow), np.float32)
-    # Offsets whose windows miss the image add exactly 0 to acc and count: skip them, so that a huge size=
-    # (size=900 on an 8x8 map) costs O(H*W) steps, not size^2 (same float summation order otherwise).
-    h, w = x.shape[2:]
-    for m in range(max(0, offset - (oh - 1) * sy), min(size, offset + h)):
-        for n in range(max(0, offset - (ow - 1) * sx), min(size, offset + w)):
+    for m in m_range:  # same float summation order as Darknet's loop (skipped terms are exact zeros)
+        for n in n_range:
             rows = slice(m, m + (oh - 1) * sy + 1, sy)
             cols_ = slice(n, n + (ow - 1) * sx + 1, sx)
             acc += xp[:, :, rows, cols_]
