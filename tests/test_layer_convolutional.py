@@ -441,24 +441,3 @@ def test_kernel_larger_than_padded_map(tmp_path):
     np.testing.assert_allclose(layer.forward([x], w)[0], ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(run_onnxruntime(layer, [x], w)[0], ref, rtol=1e-5, atol=1e-6)
 
-
-@pytest.mark.parametrize("activation", ["leaky", "mish", "normalize_channels"])
-def test_parallel_im2col_and_epilogue(tmp_path, monkeypatch, activation):
-    """im2col copies and the BN/activation epilogue are split over a thread pool for large maps: force it."""
-    import darkcsp.layers.convolutional as conv
-    monkeypatch.setattr(conv, "PARALLEL_MIN", 0)
-    monkeypatch.setattr(conv.os, "cpu_count", lambda: 3)
-    monkeypatch.setattr(conv, "_POOL", None)
-    model = darkcsp.load(conv_cfg(tmp_path, f"filters=3\nsize=3\nstride=1\npad=1\nbatch_normalize=1\n"
-                                            f"activation={activation}", 2, size_hw=(7, 7)))
-    w = set_random_bn(model.weights[0], np.random.default_rng(4))
-    x = random_input((1, 2, 7, 7), seed=6) - 0.5
-    ref = bn_alexeyab(naive_conv(x[0], w["weights"], 1, 1, 1, 1, 1, 7, 7), w)
-    if activation == "leaky":
-        ref = leaky(ref)
-    elif activation == "mish":
-        ref = ref * np.tanh(np.log1p(np.exp(ref)))
-    else:
-        v = np.maximum(ref, 0)
-        ref = v / (1e-4 + v.sum(axis=0, keepdims=True))
-    np.testing.assert_allclose(model.graph.layers[0].forward([x], w)[0], ref, rtol=1e-4, atol=1e-5)

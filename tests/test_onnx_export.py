@@ -1,6 +1,8 @@
 """darkcsp.onnx.export: wiring, output naming, clean-up passes, options (decode, nms, dynamic axes, fp16)."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -297,6 +299,7 @@ def test_dynamic_size_detector_without_decode(tmp_path):
 
 def test_dynamic_size_refused_with_static_layers(detector, caplog):
     # the box decoding builds its grid for the cfg size, so --decode keeps it
+    caplog.set_level(logging.WARNING, logger="darkcsp")
     proto, info = export_model(detector, ExportOptions(dynamic_size=True, decode=True))
     assert not info.dynamic_size
     assert "keeps 32x32" in caplog.text

@@ -17,8 +17,6 @@ Darknet's rules kept here (darknet-semantics.md §2.2, §3.1, §7):
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -62,27 +60,6 @@ def pad_hw(x: np.ndarray, pad_y: int, pad_x: int, end_y: Optional[int] = None,
     return xp
 
 
-#: arrays with fewer elements than this are copied / post-processed by one thread; larger ones are split over
-#: a small thread pool (NumPy releases the GIL in copies and ufuncs), so that im2col and the epilogue do not
-#: stay single-threaded next to a multi-threaded BLAS
-PARALLEL_MIN = 1 << 18
-_POOL: Optional[ThreadPoolExecutor] = None
-
-
-def _parallel(fn: Callable[[int, int], None], total: int, size: int) -> None:
-    """Run ``fn(a, b)`` over [0, total) in one chunk per CPU when ``size`` (elements touched) is large."""
-    global _POOL
-    workers = min(os.cpu_count() or 1, total)
-    if workers <= 1 or size < PARALLEL_MIN:
-        fn(0, total)
-        return
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="darkcsp-conv")
-    bounds = [total * i // workers for i in range(workers + 1)]
-    for future in [_POOL.submit(fn, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
-        future.result()
-
-
 #: bytes of im2col columns built at once: larger maps are convolved in bands of output rows, so that the
 #: column buffer stays in cache between its copy and the GEMM (grouped convs, whose small per-group GEMMs are
 #: memory-bound, gain most; dense convs keep larger bands so that each GEMM stays big)
@@ -102,13 +79,7 @@ def im2col(xp: np.ndarray, k: int, sy: int, sx: int, d: int, oh: int, ow: int, g
     cg = c // groups
     view = as_strided(xp[:, :, row0 * sy:], shape=(n, groups, cg, k, k, oh, ow),
                       strides=(s_n, cg * s_c, s_c, d * s_h, d * s_w, sy * s_h, sx * s_w), writeable=False)
-    cols = np.empty(view.shape, np.float32)
-
-    def copy(a: int, b: int) -> None:
-        cols[..., a:b, :] = view[..., a:b, :]
-
-    _parallel(copy, oh, cols.size)
-    return cols.reshape(n, groups, cg * k * k, oh * ow)
+    return view.reshape(n, groups, cg * k * k, oh * ow)  # one copy, C order
 
 
 #: output bytes per band of a 1x1 convolution (the epilogue then runs on cache-resident data)
@@ -156,22 +127,16 @@ def conv2d(x: np.ndarray, w: np.ndarray, *, stride: Tuple[int, int] = (1, 1), pa
 
         def gemm(p0: int, p1: int) -> np.ndarray:
             return np.matmul(wg, im2col(xp, k, sy, sx, d, (p1 - p0) // ow, ow, groups, row0=p0 // ow))
-    def finish(band: np.ndarray) -> np.ndarray:
-        if epilogue is not None:
-            def run(a: int, b: int) -> None:  # per pixel: valid for every epilogue (normalize_channels too)
-                part = band[..., a:b]
-                out = epilogue(part)
-                if out is not part:
-                    band[..., a:b] = out
-            _parallel(run, band.shape[-1], band.size)
-        return band
-
     if step >= pixels:
-        return finish(gemm(0, pixels).reshape(n_img, n, pixels)).reshape(n_img, n, oh, ow)
+        y = gemm(0, pixels).reshape(n_img, n, pixels)
+        if epilogue is not None:
+            y = epilogue(y)
+        return y.reshape(n_img, n, oh, ow)
     y = np.empty((n_img, n, pixels), np.float32)
     for p0 in range(0, pixels, step):
         p1 = min(pixels, p0 + step)
-        y[..., p0:p1] = finish(gemm(p0, p1).reshape(n_img, n, p1 - p0))
+        band = gemm(p0, p1).reshape(n_img, n, p1 - p0)
+        y[..., p0:p1] = band if epilogue is None else epilogue(band)
     return y.reshape(n_img, n, oh, ow)
 
 
