@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Tuple
 import numpy as np
 
 from ..cfg import Section
-from .yolo import BoxSet, Yolo, _onnx_cell_major, cell_grid, cell_major, correct_yolo_boxes, mark_used, \
+from .yolo import BoxSet, Yolo, _onnx_cell_major, cell_grid, correct_yolo_boxes, mark_used, \
     threshold_probs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,17 +44,7 @@ class GaussianYolo(Yolo):
     def detections(self, output: np.ndarray, net_w: int, net_h: int, image_w: int, image_h: int,
                    thresh: float, hier: float = 0.5, letter: bool = False) -> BoxSet:
         """get_gaussian_yolo_detections: like [yolo], objectness on plane 8, probs scaled by 1 - mean(uc)."""
-        y = np.asarray(output, np.float32)
-        if y.ndim == 4:
-            y = y[0]
-        _, h, w = y.shape
-        m, k = len(self.mask), self.box_entries + self.classes
-        t = cell_major(y, m, k)
-        col, row = cell_grid(h, w, m)
-        aw, ah = (np.tile(a, h * w) for a in self._anchor_wh())
-        obj = t[:, 8]
-        keep = obj > np.float32(thresh)
-        t, col, row, aw, ah, obj = t[keep], col[keep], row[keep], aw[keep], ah[keep], obj[keep]
+        t, col, row, aw, ah, obj, h, w = self._cells_over_thresh(output, 8, thresh)
         boxes = np.empty((len(t), 4), np.float32)
         boxes[:, 0] = (col + t[:, 0]) / np.float32(w)
         boxes[:, 1] = (row + t[:, 2]) / np.float32(h)

@@ -269,21 +269,24 @@ class Yolo(Layer):
         idx = np.asarray(self.mask)
         return self.anchors[2 * idx], self.anchors[2 * idx + 1]
 
-    def detections(self, output: np.ndarray, net_w: int, net_h: int, image_w: int, image_h: int,
-                   thresh: float, hier: float = 0.5, letter: bool = False) -> BoxSet:
-        """Darknet's get_yolo_detections for one image's output (C,H,W) (or (1,C,H,W)): the (cell, anchor)
-        pairs with objectness > thresh, in cell-major order, boxes corrected to the image."""
+    def _cells_over_thresh(self, output: np.ndarray, obj_plane: int, thresh: float):
+        """The (cell, anchor) pairs, cell-major as Darknet loops, whose objectness plane is > thresh:
+        (entries, col, row, anchor_w, anchor_h, objectness, H, W)."""
         y = np.asarray(output, np.float32)
         if y.ndim == 4:
             y = y[0]
         _, h, w = y.shape
-        m, k = len(self.mask), self.box_entries + self.classes
-        t = cell_major(y, m, k)
-        col, row = cell_grid(h, w, m)
+        t = cell_major(y, len(self.mask), self.box_entries + self.classes)
+        col, row = cell_grid(h, w, len(self.mask))
         aw, ah = (np.tile(a, h * w) for a in self._anchor_wh())
-        obj = t[:, 4]
-        keep = obj > np.float32(thresh)
-        t, col, row, aw, ah, obj = t[keep], col[keep], row[keep], aw[keep], ah[keep], obj[keep]
+        keep = t[:, obj_plane] > np.float32(thresh)
+        return t[keep], col[keep], row[keep], aw[keep], ah[keep], t[keep, obj_plane], h, w
+
+    def detections(self, output: np.ndarray, net_w: int, net_h: int, image_w: int, image_h: int,
+                   thresh: float, hier: float = 0.5, letter: bool = False) -> BoxSet:
+        """Darknet's get_yolo_detections for one image's output (C,H,W) (or (1,C,H,W)): the (cell, anchor)
+        pairs with objectness > thresh, in cell-major order, boxes corrected to the image."""
+        t, col, row, aw, ah, obj, h, w = self._cells_over_thresh(output, 4, thresh)
         boxes = np.empty((len(t), 4), np.float32)
         boxes[:, 0] = (col + t[:, 0]) / np.float32(w)
         boxes[:, 1] = (row + t[:, 1]) / np.float32(h)
