@@ -18,7 +18,7 @@ def model(tmp_path):
     return darkcsp.load(write_cfg(tmp_path, DETECTOR), seed=5)
 
 
-@pytest.mark.parametrize("name", ["onnxruntime", "opencv"])
+@pytest.mark.parametrize("name", ["onnxruntime", "opencv", "opencv-classic"])
 def test_onnx_backends_match_numpy(model, name):
     x = random_input((1, 3, 32, 32), seed=7)
     ref = create_backend("numpy", model).run(x)
@@ -29,7 +29,7 @@ def test_onnx_backends_match_numpy(model, name):
         np.testing.assert_allclose(got[i], ref[i], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["onnxruntime", "opencv"])
+@pytest.mark.parametrize("name", ["onnxruntime", "opencv", "opencv-classic"])
 def test_all_layers_and_batches(model, name):
     x = random_input((2, 3, 32, 32), seed=8)
     ref = create_backend("numpy", model, all_layers=True).run(x)

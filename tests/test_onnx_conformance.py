@@ -108,7 +108,7 @@ def _run_backend(case: str, backend: str, model, x: np.ndarray) -> dict:
         raise
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "opencv"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "opencv", "opencv-classic"])
 @pytest.mark.parametrize("case", CASES)
 def test_case_outputs(case: str, backend: str):
     meta = case_meta(case)
