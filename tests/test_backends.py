@@ -94,5 +94,5 @@ def test_opencv_darknet_availability(model):
 
 
 def test_registry_lists_all():
-    assert set(BACKENDS) == {"numpy", "onnxruntime", "opencv", "opencv-darknet"}
+    assert set(BACKENDS) == {"numpy", "onnxruntime", "opencv", "opencv-classic", "opencv-darknet"}
     assert backends.NumpyBackend.name == "numpy"

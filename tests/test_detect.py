@@ -138,11 +138,12 @@ def _case_args(case):
 
 def test_cli_prints_darknets_lines_and_json(tmp_path, capsys):
     case, image = "yolov3-tiny-coco", "coffee"
+    args = _case_args(case)  # skips without the corpus or the trained weights
     d, dj, src = _image_case(case, image)
     f = tmp_path / src.name  # never let a CLI test write next to the read-only corpus
     shutil.copy(src, f)
     out = tmp_path / "out"
-    rc = main(["detect", *_case_args(case), "--backend", "numpy", "--out", str(out), "--json", str(f)])
+    rc = main(["detect", *args, "--backend", "numpy", "--out", str(out), "--json", str(f)])
     assert rc == 0
     stdout = capsys.readouterr().out.splitlines()
     printed = json.loads((d.parent.parent / "darknet_cli_check.json").read_text())["images"][image]["darknet_printed"]
