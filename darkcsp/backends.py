@@ -86,11 +86,15 @@ class _OnnxBackend(Backend):
         self.fp16 = fp16
         self._sessions: Dict[int, object] = {}
 
+    #: the ONNX target the export is tuned for (darkcsp.onnx.conv)
+    target = "generic"
+
     def export_options(self, batch: int):
         from .onnx.export import ExportOptions
         if self.all_layers:
-            return ExportOptions(opset=self.opset, fp16=self.fp16, batch=batch, all_layers=True)
-        return ExportOptions(opset=self.opset, fp16=self.fp16, batch=batch, outputs=tuple(self.outputs))
+            return ExportOptions(opset=self.opset, fp16=self.fp16, batch=batch, all_layers=True, target=self.target)
+        return ExportOptions(opset=self.opset, fp16=self.fp16, batch=batch, outputs=tuple(self.outputs),
+                             target=self.target)
 
     def _session(self, batch: int):
         if batch not in self._sessions:
@@ -107,8 +111,10 @@ class _OnnxBackend(Backend):
 
 
 class OnnxRuntimeBackend(_OnnxBackend):
-    """onnxruntime, CPUExecutionProvider, graph optimisation level ORT_ENABLE_ALL."""
+    """onnxruntime, CPUExecutionProvider, graph optimisation level ORT_ENABLE_ALL, on the export tuned for it
+    (large 3x3 convolutions as Winograd, darkcsp.onnx.conv)."""
     name = "onnxruntime"
+    target = "onnxruntime"
 
 
     def _open(self, data: bytes, info):
@@ -141,8 +147,10 @@ def _cv2():
 
 
 class OpenCVBackend(_OnnxBackend):
-    """OpenCV DNN running the exported ONNX model (DNN_BACKEND_OPENCV, DNN_TARGET_CPU)."""
+    """OpenCV DNN running the exported ONNX model (DNN_BACKEND_OPENCV, DNN_TARGET_CPU), on the export tuned for
+    it (1x1 convolutions as MatMul, darkcsp.onnx.conv)."""
     name = "opencv"
+    target = "opencv"
     #: OpenCV 5 import engine (cv2.dnn.ENGINE_*) or None for the default
     engine: Optional[str] = None
 

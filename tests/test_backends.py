@@ -55,11 +55,14 @@ def test_export_cached_per_model_and_options(model, monkeypatch):
     monkeypatch.setattr(export_mod, "export_model", counting)
     x = random_input((1, 3, 32, 32))
     create_backend("onnxruntime", model).run(x)
-    create_backend("opencv", model).run(x)
     create_backend("onnxruntime", model, threads=2).run(x)
     assert len(calls) == 1
     create_backend("onnxruntime", model, outputs=[2]).run(x)
     assert len(calls) == 2
+    # the OpenCV backends share their own export (tuned for OpenCV: darkcsp.onnx.conv)
+    create_backend("opencv", model).run(x)
+    create_backend("opencv-classic", model).run(x)
+    assert len(calls) == 3 and [c.target for c in calls] == ["onnxruntime", "onnxruntime", "opencv"]
 
 
 def test_explicit_outputs(model):

@@ -25,6 +25,7 @@ from numpy.lib.stride_tricks import as_strided
 from ..activations import activate, lower_activation, read_activation
 from ..cfg import Section
 from ..errors import UnsupportedError
+from ..onnx.conv import lower_conv
 from .base import BuildContext, Layer, Weights, conv_out_size
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -448,9 +449,8 @@ class Convolutional(Layer):
         _, h, wd = self.in_shape
         _, oh, ow = self.host_shape
         pads = [p, p, end_pad(h, p, k, sy, self.dilation, oh), end_pad(wd, p, k, sx, self.dilation, ow)]
-        y = g.op("Conv", [xs[0], g.const(wf.astype(np.float32), "conv_w"), g.const(bf.astype(np.float32), "conv_b")],
-                 kernel_shape=[k, k], strides=[sy, sx], pads=pads, dilations=[self.dilation] * 2,
-                 group=self.groups)
+        y = lower_conv(g, xs[0], wf, bf, in_hw=(h, wd), strides=(sy, sx), pads=pads, dilation=self.dilation,
+                       groups=self.groups)
         y = lower_activation(g, y, self.activation, "convolutional")
         if self.antialiasing:
             bp, bk = self.blur_pad, self.blur_size

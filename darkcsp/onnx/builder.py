@@ -35,8 +35,10 @@ class OnnxGraph:
     """Collects nodes and initializers with unique names; ``op`` returns the output tensor name(s)."""
 
     def __init__(self, opset: int = DEFAULT_OPSET, float_dtype=np.float32, *, dynamic_batch: bool = False,
-                 dynamic_size: bool = False, batch: int = 1):
+                 dynamic_size: bool = False, batch: int = 1, target: str = "generic"):
         self.opset = opset
+        #: the runtime the graph is tuned for (darkcsp.onnx.conv.TARGETS); lowerings may emit other nodes for it
+        self.target = target
         self.float_dtype = np.dtype(float_dtype).type
         self.dynamic_batch = dynamic_batch
         self.dynamic_size = dynamic_size

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..errors import DarkcspError, UnsupportedError
 from ..layers.base import NETWORK_INPUT
 from .builder import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, OnnxGraph
+from .conv import TARGETS
 
 log = logging.getLogger("darkcsp")
 
@@ -69,6 +70,9 @@ class ExportOptions:
     all_layers: bool = False
     #: run onnx.checker (full_check) on the result
     check: bool = True
+    #: the runtime the graph is tuned for: "generic" (one Conv per convolution), "onnxruntime" (large 3x3
+    #: convolutions as Winograd F(4x4, 3x3)) or "opencv" (1x1 convolutions as MatMul); see darkcsp.onnx.conv
+    target: str = "generic"
 
     def __post_init__(self):
         if self.outputs is not None and not isinstance(self.outputs, tuple):
@@ -78,6 +82,8 @@ class ExportOptions:
                                    f"(default {DEFAULT_OPSET})")
         if self.batch < 1:
             raise DarkcspError(f"batch must be >= 1, got {self.batch}")
+        if self.target not in TARGETS:
+            raise UnsupportedError(f"unknown ONNX target '{self.target}': choose from {', '.join(TARGETS)}")
 
 
 @dataclass
@@ -113,7 +119,8 @@ def export_model(model, options: Optional[ExportOptions] = None, **kwargs) -> Tu
     info.dynamic_size = dynamic_size
 
     g = OnnxGraph(options.opset, np.float16 if options.fp16 else np.float32,
-                  dynamic_batch=options.dynamic_batch, dynamic_size=dynamic_size, batch=options.batch)
+                  dynamic_batch=options.dynamic_batch, dynamic_size=dynamic_size, batch=options.batch,
+                  target=options.target)
     g.reserve(INPUT_NAME)
     g.reserve(BOXES_NAME)
     g.reserve(SELECTED_NAME)
