@@ -147,12 +147,18 @@ def _cv2():
 
 
 class OpenCVBackend(_OnnxBackend):
-    """OpenCV DNN running the exported ONNX model (DNN_BACKEND_OPENCV, DNN_TARGET_CPU), on the export tuned for
-    it (1x1 convolutions as MatMul, darkcsp.onnx.conv)."""
+    """OpenCV DNN running the exported ONNX model (DNN_BACKEND_OPENCV, DNN_TARGET_CPU)."""
     name = "opencv"
-    target = "opencv"
     #: OpenCV 5 import engine (cv2.dnn.ENGINE_*) or None for the default
     engine: Optional[str] = None
+
+    @property
+    def target(self) -> str:
+        # 1x1 convolutions as MatMul pay on OpenCV 4.x and OpenCV 5's classic engine, but not on OpenCV 5's new
+        # engine, whose 1x1 Conv is fast (darkcsp.onnx.conv has the figures)
+        if self.engine == "ENGINE_CLASSIC" or int(_cv2().__version__.split(".")[0]) < 5:
+            return "opencv"
+        return "generic"
 
     def _open(self, data: bytes, info):
         cv2 = _cv2()

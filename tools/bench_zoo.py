@@ -80,7 +80,7 @@ def main() -> int:
             print(f"{name}: cfg not found, skipped", file=sys.stderr)
             continue
         specs = [S("numpy", runs=min(args.numpy_runs, extra.get("numpy_runs", args.numpy_runs))),
-                 S("onnxruntime"), S("opencv")]
+                 S("onnxruntime"), S("opencv"), S("opencv-classic")]
         if have_cv4:
             specs += [S("opencv-darknet", python=args.cv4_python, label="opencv4-darknet"),
                       S("opencv", python=args.cv4_python, label="opencv4")]

@@ -65,7 +65,7 @@ def add_arguments(p) -> None:
     p.add_argument("--target", choices=TARGETS, default="generic",
                    help="runtime to tune the graph for: generic (one Conv per convolution, default), onnxruntime "
                         "(large 3x3 convolutions as Winograd F(4x4,3x3): faster, file ~2x bigger), opencv (1x1 "
-                        "convolutions as MatMul)")
+                        "convolutions as MatMul: for OpenCV 4.x and OpenCV 5's classic engine)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs NumPy check")
     p.add_argument("--tolerance", type=float,
                    help="verification limit on max |onnx - numpy| / max(1, max |numpy|) per output "

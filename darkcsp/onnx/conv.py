@@ -2,33 +2,39 @@
 
 The ``generic`` target emits one ONNX ``Conv`` per convolution: the portable graph every runtime reads and the
 default of ``darkcsp convert``. The two other targets rewrite some convolutions into an equivalent subgraph that
-the named runtime executes faster on a CPU; the backends use them (``onnxruntime`` -> ``onnxruntime``,
-``opencv``/``opencv-classic`` -> ``opencv``). Each rewrite computes the same convolution; only float rounding
-differs (Winograd: about 1e-5 of the output's range, see tests/test_onnx_conv.py).
+the named runtime executes faster on a CPU; the backends pick theirs (``onnxruntime`` -> ``onnxruntime``;
+``opencv-classic``, and ``opencv`` on OpenCV 4.x -> ``opencv``; ``opencv`` on OpenCV 5's new engine ->
+``generic``). Each rewrite computes the same convolution; only float rounding differs (Winograd: about 1e-5 of
+the output's range, see tests/test_onnx_conv.py).
 
 * ``onnxruntime``: onnxruntime's CPU convolution (MLAS, NCHWc) is a direct convolution running at about the
-  machine's sgemm speed, with no Winograd; OpenCV and Darknet-era runtimes owe most of their 3x3 speed to
-  Winograd. Large 3x3 stride-1 convolutions are therefore written as Winograd F(4x4, 3x3) in plain ONNX
-  operators (see ``winograd_f4x4_3x3``): 36 multiplies per 4x4 output tile instead of 144.
-* ``opencv``: OpenCV DNN's 1x1 ``Conv`` runs at a third of its ``MatMul`` speed (measured with OpenCV 5.0 and
-  4.14: 72 vs ~150 GFLOP/s on a 64->64 1x1 convolution at 104x104), so 1x1 convolutions become a ``MatMul``.
-  OpenCV already runs 3x3 convolutions with its own Winograd kernels, so nothing else changes.
+  machine's sgemm speed, with no Winograd, whereas OpenCV owes most of its 3x3 speed to Winograd kernels.
+  Large 3x3 stride-1 convolutions are therefore written as Winograd F(4x4, 3x3) in plain ONNX operators
+  (``winograd_f4x4_3x3``): 36 multiplies per 4x4 output tile instead of 144.
+* ``opencv`` (OpenCV 4.x, and OpenCV 5's classic engine, which keeps OpenCV 4's layers): their 1x1 ``Conv``
+  runs at a third of their ``MatMul`` speed (72 vs ~150 GFLOP/s on a 64->64 1x1 convolution at 104x104), so
+  1x1 convolutions become a ``MatMul``. They already run 3x3 convolutions with Winograd; nothing else changes.
+  OpenCV 5's new engine has a fast 1x1 ``Conv``: there the rewrite costs 20-40% (csdarknet53-omega 224:
+  67.9 -> 95.4 ms), so it gets the generic graph.
 
-Measured on the 2-core AMD EPYC of docs/bench.md (network latency, 2 threads):
+Measured on the 2-core AMD EPYC of docs/bench.md (network latency, 2 threads, generic -> target graph):
 
-=========================  ==================  ===================  ====================
-model                      target              generic -> target    runtime
-=========================  ==================  ===================  ====================
-yolov4-tiny 416            onnxruntime         33.2 -> 30.2 ms      onnxruntime 1.32
-yolov3-tiny 416            onnxruntime         26.3 -> 25.3 ms      onnxruntime 1.32
-csresnext50-panet-spp 512  onnxruntime         353 -> 291 ms        onnxruntime 1.32
-yolov4-tiny 416            opencv              32.2 -> 30.2 ms      OpenCV 5.0 classic engine
-yolov3-tiny 416            opencv              29.0 -> 27.5 ms      OpenCV 5.0 classic engine
-csresnext50-panet-spp 512  opencv              580 -> 377 ms        OpenCV 5.0 classic engine
-=========================  ==================  ===================  ====================
+=============================  ===========================  ==================
+model                          runtime                      generic -> target
+=============================  ===========================  ==================
+yolov4-tiny 416                onnxruntime 1.32             33.2 -> 30.2 ms
+yolov3-tiny 416                onnxruntime 1.32             26.3 -> 25.3 ms
+csresnext50-panet-spp 512      onnxruntime 1.32             353 -> 291 ms
+yolov4-tiny 416                OpenCV 5.0 classic engine    32.2 -> 30.2 ms
+yolov3-tiny 416                OpenCV 5.0 classic engine    29.0 -> 27.5 ms
+csresnext50-panet-spp 512      OpenCV 5.0 classic engine    580 -> 377 ms
+csdarknet53-omega 224          OpenCV 5.0 classic engine    98.8 -> 83.9 ms
+yolov4-csp-swish 256           OpenCV 5.0 classic engine    182 -> 164 ms
+=============================  ===========================  ==================
 
-The other direction does not pay: Winograd subgraphs on OpenCV bypass its own Winograd, and onnxruntime's
-NCHWc 1x1 ``Conv`` is faster than its ``MatMul`` (csresnext50-panet-spp: 353 vs 376 ms).
+The other direction does not pay: Winograd subgraphs on OpenCV bypass its own Winograd (yolov4-tiny on the new
+engine: 49 -> 58 ms), and onnxruntime's NCHWc 1x1 ``Conv`` is faster than its ``MatMul``
+(csresnext50-panet-spp 512: 353 vs 376 ms).
 """
 from __future__ import annotations
 
