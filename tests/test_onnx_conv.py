@@ -62,13 +62,15 @@ def test_winograd_rule():
     assert winograd_pays(384, 256, 26, 26)  # 1.46x
     assert not winograd_pays(64, 64, 104, 104)  # 1.07x alone, nothing left inside a network
     assert not winograd_pays(256, 512, 13, 13)  # 13x13 pads to 16x16: 0.89x
+    assert not winograd_pays(128, 128, 26, 26)  # 0.2 GFLOP: fixed costs eat the gain inside a network
+    assert winograd_pays(128, 128, 32, 32)
     assert tile_waste(52, 52) == 1.0 and tile_waste(13, 13) == pytest.approx(256 / 169)
 
 
 CONV_NET = """
 [net]
-width=24
-height=24
+width=32
+height=32
 channels=128
 
 [convolutional]
@@ -122,7 +124,7 @@ def test_targets_lower_as_documented_and_agree_with_numpy(conv_model, target, ex
         assert counts.get(op, 0) == n, (op, counts)
     if target == "generic":
         assert "MatMul" not in counts
-    x = random_input((batch, 128, 24, 24), seed=batch)
+    x = random_input((batch, 128, 32, 32), seed=batch)
     ref = conv_model.forward(x, all_layers=True)
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = dict(zip(info.outputs, sess.run(list(info.outputs.values()), {"input": x})))
@@ -135,7 +137,7 @@ def test_opencv_runs_its_target(conv_model):
     cv2 = pytest.importorskip("cv2")
     proto, info = export_model(conv_model, ExportOptions(target="opencv"))
     net = cv2.dnn.readNetFromONNX(np.frombuffer(proto.SerializeToString(), np.uint8))
-    x = random_input((1, 128, 24, 24), seed=5)
+    x = random_input((1, 128, 32, 32), seed=5)
     net.setInput(x, "input")
     got = np.asarray(net.forward("layer_2"))
     ref = conv_model.forward(x)[2]

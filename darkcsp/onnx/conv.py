@@ -17,14 +17,15 @@ the output's range, see tests/test_onnx_conv.py).
   OpenCV 5's new engine has a fast 1x1 ``Conv``: there the rewrite costs 20-40% (csdarknet53-omega 224:
   67.9 -> 95.4 ms), so it gets the generic graph.
 
-Measured on the 2-core AMD EPYC of docs/bench.md (network latency, 2 threads, generic -> target graph):
+Measured on the 2-core AMD EPYC of docs/bench.md (median network latency, 2 threads, ``darkcsp bench`` with the
+generic graph as ``onnxruntime=FILE`` or in tools, generic -> target graph):
 
 =============================  ===========================  ==================
 model                          runtime                      generic -> target
 =============================  ===========================  ==================
-yolov4-tiny 416                onnxruntime 1.32             33.2 -> 30.2 ms
-yolov3-tiny 416                onnxruntime 1.32             26.3 -> 25.3 ms
-csresnext50-panet-spp 512      onnxruntime 1.32             353 -> 291 ms
+yolov4-tiny 416                onnxruntime 1.32             33.5 -> 30.2 ms
+yolov3-tiny 416                onnxruntime 1.32             28.1 -> 27.5 ms
+csresnext50-panet-spp 512      onnxruntime 1.32             370 -> 298 ms
 yolov4-tiny 416                OpenCV 5.0 classic engine    32.2 -> 30.2 ms
 yolov3-tiny 416                OpenCV 5.0 classic engine    29.0 -> 27.5 ms
 csresnext50-panet-spp 512      OpenCV 5.0 classic engine    580 -> 377 ms
@@ -68,13 +69,16 @@ _AT = np.array([[1, 1, 1, 1, 1, 0],
 TILE = 4  # output tile side m
 ALPHA = TILE + 2  # input tile side m + r - 1
 
-#: Winograd only where it measured faster (tools/bench_conv.py, onnxruntime 1.32, 2 threads): both channel
-#: counts >= 128 (64->64 at 52x52 gains 9%, at 104x104 7%, and the transforms' overhead eats that inside a
-#: network) and no more than 25% of padded tiles (13x13 maps pad to 16x16 = +51% work: 512->512 gains 12% alone,
-#: 256->512 loses 11%). Speed-ups of single layers: 128->128 at 52x52 1.63x, 256->256 at 26x26 1.52x,
-#: 384->256 at 26x26 1.46x, 256->256 at 64x64 2.05x.
+#: Winograd only where it measured faster (tools/bench_conv.py for single layers, ``darkcsp bench`` for whole
+#: networks; onnxruntime 1.32, 2 threads). Single layers: 128->128 at 52x52 1.4-1.6x, 256->256 at 26x26 1.3-1.5x,
+#: 384->256 at 26x26 1.2-1.5x, 256->256 at 64x64 1.6-2.0x; but 64->64 at 104x104 0.9-1.1x (the transforms cost
+#: as much as the saved multiplies when the channel counts are small) and 256->512 at 13x13 0.8-0.9x (13x13 pads
+#: to 16x16 tiles: +51% work). Inside a network each rewritten layer also pays fixed costs (eight nodes, layout
+#: reorders around them), which small layers do not recover: yolov4-tiny gains 1.072x with its 128->128 26x26
+#: convolutions (0.2 GFLOP each) left direct, 1.067x with them rewritten. Hence three conditions.
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MAX_TILE_WASTE = 1.25
+WINOGRAD_MIN_GFLOP = 0.3  # of the direct convolution: 2 * 9 * cin * cout * h * w
 
 
 def tile_waste(h: int, w: int) -> float:
@@ -84,7 +88,8 @@ def tile_waste(h: int, w: int) -> float:
 
 def winograd_pays(cin: int, cout: int, h: int, w: int) -> bool:
     """Whether onnxruntime runs this 3x3 stride-1 convolution faster as Winograd F(4x4, 3x3) (measured rule)."""
-    return min(cin, cout) >= WINOGRAD_MIN_CHANNELS and tile_waste(h, w) <= WINOGRAD_MAX_TILE_WASTE
+    return (min(cin, cout) >= WINOGRAD_MIN_CHANNELS and tile_waste(h, w) <= WINOGRAD_MAX_TILE_WASTE
+            and 18.0 * cin * cout * h * w >= WINOGRAD_MIN_GFLOP * 1e9)
 
 
 def lower_conv(g: "OnnxGraph", x: str, weights: np.ndarray, bias: np.ndarray, *, in_hw: Sequence[int],
