@@ -38,7 +38,7 @@ def add_arguments(p) -> None:
     p.add_argument("--names", help="class names file, one per line (default: COCO names for 80-class nets)")
     p.add_argument("--model", default=None, choices=sorted(assets.MODELS),
                    help=f"pretrained model to use when --cfg is not given (default: {assets.DEFAULT_MODEL})")
-    p.add_argument("--backend", choices=["numpy", "onnxruntime", "opencv"], default=None,
+    p.add_argument("--backend", choices=["numpy", "onnxruntime", "opencv", "opencv-classic"], default=None,
                    help="executor (default: onnxruntime when available, else numpy)")
     p.add_argument("--thresh", type=float, default=0.25, help="probability threshold (Darknet -thresh, 0.25)")
     p.add_argument("--hier", type=float, default=0.5, help="hierarchy threshold (Darknet -hier, 0.5)")
