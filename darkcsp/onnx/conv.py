@@ -75,7 +75,8 @@ ALPHA = TILE + 2  # input tile side m + r - 1
 #: as much as the saved multiplies when the channel counts are small) and 256->512 at 13x13 0.8-0.9x (13x13 pads
 #: to 16x16 tiles: +51% work). Inside a network each rewritten layer also pays fixed costs (eight nodes, layout
 #: reorders around them), which small layers do not recover: yolov4-tiny gains 1.072x with its 128->128 26x26
-#: convolutions (0.2 GFLOP each) left direct, 1.067x with them rewritten. Hence three conditions.
+#: convolutions (0.2 GFLOP each) left direct, 1.067x with them rewritten (within noise, and left direct the model
+#: is 3.5 MB smaller). Hence three conditions.
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MAX_TILE_WASTE = 1.25
 WINOGRAD_MIN_GFLOP = 0.3  # of the direct convolution: 2 * 9 * cin * cout * h * w
