@@ -79,15 +79,25 @@ class _OnnxBackend(Backend):
     """Common part of the backends that run the exported ONNX model (static shapes, one export per batch)."""
 
     def __init__(self, model: Model, outputs: Optional[Iterable[int]] = None, all_layers: bool = False,
-                 threads: Optional[int] = None, opset: Optional[int] = None, fp16: bool = False, **options):
+                 threads: Optional[int] = None, opset: Optional[int] = None, fp16: bool = False,
+                 target: Optional[str] = None, **options):
         super().__init__(model, outputs, all_layers, threads, **options)
         from .onnx.builder import DEFAULT_OPSET
+        from .onnx.conv import TARGETS
+        if target is not None and target not in TARGETS:
+            raise UnsupportedError(f"unknown ONNX target '{target}': choose from {', '.join(TARGETS)}")
         self.opset = opset or DEFAULT_OPSET
         self.fp16 = fp16
+        self._target = target
         self._sessions: Dict[int, object] = {}
 
-    #: the ONNX target the export is tuned for (darkcsp.onnx.conv)
-    target = "generic"
+    #: the ONNX target the backend's export is tuned for unless ``target=`` says otherwise (darkcsp.onnx.conv;
+    #: e.g. target="generic" on onnxruntime trades the Winograd speed-up for a graph half the size)
+    default_target = "generic"
+
+    @property
+    def target(self) -> str:
+        return self._target or self.default_target
 
     def export_options(self, batch: int):
         from .onnx.export import ExportOptions
@@ -114,7 +124,7 @@ class OnnxRuntimeBackend(_OnnxBackend):
     """onnxruntime, CPUExecutionProvider, graph optimisation level ORT_ENABLE_ALL, on the export tuned for it
     (large 3x3 convolutions as Winograd, darkcsp.onnx.conv)."""
     name = "onnxruntime"
-    target = "onnxruntime"
+    default_target = "onnxruntime"
 
 
     def _open(self, data: bytes, info):
@@ -153,7 +163,7 @@ class OpenCVBackend(_OnnxBackend):
     engine: Optional[str] = None
 
     @property
-    def target(self) -> str:
+    def default_target(self) -> str:
         # 1x1 convolutions as MatMul pay on OpenCV 4.x and OpenCV 5's classic engine, but not on OpenCV 5's new
         # engine, whose 1x1 Conv is fast (darkcsp.onnx.conv has the figures)
         if self.engine == "ENGINE_CLASSIC" or int(_cv2().__version__.split(".")[0]) < 5:
@@ -321,7 +331,7 @@ BACKENDS = {"numpy": NumpyBackend, "onnxruntime": OnnxRuntimeBackend, "opencv": 
 
 def create_backend(name: str, model: Model, **options) -> Backend:
     """Build backend ``name`` for ``model``; options: outputs, all_layers, threads (onnxruntime/opencv),
-    opset, fp16 (ONNX backends)."""
+    opset, fp16, target (ONNX backends: the darkcsp.onnx.conv target, default the backend's own)."""
     try:
         cls = BACKENDS[name]
     except KeyError:

@@ -104,3 +104,14 @@ def test_opencv_darknet_availability(model):
 def test_registry_lists_all():
     assert set(BACKENDS) == {"numpy", "onnxruntime", "opencv", "opencv-classic", "opencv-darknet"}
     assert backends.NumpyBackend.name == "numpy"
+
+
+def test_target_override(model):
+    x = random_input((1, 3, 32, 32))
+    plain = create_backend("onnxruntime", model, target="generic")
+    assert plain.target == "generic" and create_backend("onnxruntime", model).target == "onnxruntime"
+    ref = model.forward(x)
+    for i, r in plain.run(x).items():
+        np.testing.assert_allclose(r, ref[i], rtol=1e-4, atol=1e-4)
+    with pytest.raises(UnsupportedError, match="unknown ONNX target"):
+        create_backend("onnxruntime", model, target="gpu")

@@ -64,7 +64,7 @@ def add_arguments(p) -> None:
     p.add_argument("--all-layers", action="store_true", help="expose every layer's output as layer_<i>")
     p.add_argument("--target", choices=TARGETS, default="generic",
                    help="runtime to tune the graph for: generic (one Conv per convolution, default), onnxruntime "
-                        "(large 3x3 convolutions as Winograd F(4x4,3x3): faster, file ~2x bigger), opencv (1x1 "
+                        "(large 3x3 convolutions as Winograd F(4x4,3x3): faster, file 2-3x bigger), opencv (1x1 "
                         "convolutions as MatMul: for OpenCV 4.x and OpenCV 5's classic engine)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs NumPy check")
     p.add_argument("--tolerance", type=float,

@@ -128,7 +128,8 @@ def winograd_f4x4_3x3(g: "OnnxGraph", x: str, weights: np.ndarray, bias: np.ndar
        ``MatMul`` with the transformed weights U = G g GT, (36, cout, cin) -> (N, 36, cout, tiles);
     3. output transform AT m A as one ``MatMul`` (16, 36) over the 36 points, whose result is already in
        ``DepthToSpace`` (DCR) channel order -> (N, cout, 4 th, 4 tw); a ``Slice`` drops the padded tiles.
-    U is 36/9 = 4x the size of the kernel: the model grows by 3x these layers' weights."""
+    U is 36/9 = 4x the size of the kernel: the model grows by 3x these layers' weights (yolov4-tiny 24 -> 48 MB,
+    csresnext50-panet-spp 228 -> 614 MB)."""
     cout, cin = weights.shape[:2]
     th, tw = -(-h // TILE), -(-w // TILE)
     tiles = th * tw
