@@ -33,6 +33,17 @@ RELU6_CASE = "zoo-activation-cpu-quirks"
 #: (case, OpenCV major version) -> the operator that OpenCV DNN lacks (xfail, strict). Goal: empty.
 OPENCV_GAPS: Dict[tuple, str] = {}
 
+#: (case, OpenCV major version) -> why OpenCV's float rounding, grown through a deep random-weight net, ends
+#: above the case tolerance although no layer departs (xfail, strict: the entry must go when it passes).
+#: Not checked by CI, which has OpenCV 5; measured with opencv-python 4.14.0.94.
+OPENCV_ROUNDING: Dict[tuple, str] = {
+    ("yolov4-csp-swish-256", 4): (
+        "OpenCV 4.14's relative error grows evenly from ~5e-6 (layers 0-19) to 2e-3 (layers 160-175) with the "
+        "generic graph and the opencv graph alike (no layer departs by more than 5e-5 before layer 80); at "
+        "layer_175 the generic graph ends at 0.0027 and the opencv graph (1x1 as MatMul) at 0.0035 against "
+        "Darknet, over the case's atol 0.003 (NumPy 0.0006, onnxruntime 0.0006, OpenCV 5 classic engine 0.0018)"),
+}
+
 if not ROOT.is_dir():
     if os.environ.get("DARKCSP_REQUIRE_CONFORMANCE"):
         raise RuntimeError(f"conformance corpus not found at {ROOT}")
@@ -131,12 +142,17 @@ def test_case_outputs(case: str, backend: str):
             assert g.size == e.size, f"{case} {key}: {backend} shape {g.shape}, expected {e.shape}"
             g = g.reshape(e.shape)
             if not np.allclose(g, e, rtol=tol["rtol"], atol=tol["atol"]):
+                if backend != "onnxruntime" and (case, _cv_major()) in OPENCV_ROUNDING:
+                    pytest.xfail(f"max abs error {np.abs(g - e).max():.3g}: "
+                                 f"{OPENCV_ROUNDING[(case, _cv_major())]}")
                 where = first_divergence(model, x, backend, tol)
                 pytest.fail(f"{case}/{sub.name} {key} on {backend}: max abs error {np.abs(g - e).max():.3g} "
                             f"(atol {tol['atol']}, rtol {tol['rtol']}); first layer departing from the NumPy "
                             f"executor: {where}")
     if (case, _cv_major()) in OPENCV_GAPS and backend == "opencv":
         pytest.fail(f"OPENCV_GAPS lists {case} for OpenCV {_cv_major()}.x but it passes now: remove the entry")
+    if (case, _cv_major()) in OPENCV_ROUNDING and backend != "onnxruntime":
+        pytest.fail(f"OPENCV_ROUNDING lists {case} for OpenCV {_cv_major()}.x but it passes now: remove the entry")
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if (ROOT / "cases" / c / "all_layers.npz").exists()])
