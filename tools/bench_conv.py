@@ -24,7 +24,7 @@ from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from darkcsp.onnx.builder import OnnxGraph  # noqa: E402
-from darkcsp.onnx.conv import _conv1x1_matmul, tile_waste, winograd_f4x4_3x3, winograd_pays  # noqa: E402
+from darkcsp.onnx.conv import conv1x1_matmul, tile_waste, winograd_f4x4_3x3, winograd_pays  # noqa: E402
 
 SHAPES = ["64,64,104", "128,128,104", "64,128,52", "128,128,52", "64,64,52", "256,256,52", "128,128,26",
           "256,256,26", "384,256,26", "512,512,26", "256,512,13", "512,512,13", "1024,1024,13", "256,256,64"]
@@ -38,7 +38,7 @@ def build(cin, cout, h, k, how) -> bytes:
     if how == "winograd":
         y = winograd_f4x4_3x3(g, "x", w, b, h, h)
     elif how == "matmul":
-        y = _conv1x1_matmul(g, "x", w, b, h, h)
+        y = conv1x1_matmul(g, "x", w, b, h, h)
     else:
         p = k // 2
         y = g.op("Conv", ["x", g.const(w), g.const(b)], kernel_shape=[k, k], pads=[p] * 4)

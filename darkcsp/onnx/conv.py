@@ -102,7 +102,7 @@ def lower_conv(g: "OnnxGraph", x: str, weights: np.ndarray, bias: np.ndarray, *,
     static = not g.dynamic_size and g.float_dtype == np.float32  # no rewrite in a float16 graph
     plain = groups == 1 and tuple(strides) == (1, 1)
     if static and plain and g.target == "opencv" and k == 1 and not any(pads):
-        return _conv1x1_matmul(g, x, weights, bias, h, w)
+        return conv1x1_matmul(g, x, weights, bias, h, w)
     if (static and plain and g.target == "onnxruntime" and k == 3 and dilation == 1 and list(pads) == [1, 1, 1, 1]
             and winograd_pays(cin_g, cout, h, w)):
         return winograd_f4x4_3x3(g, x, weights, bias, h, w)
@@ -111,7 +111,8 @@ def lower_conv(g: "OnnxGraph", x: str, weights: np.ndarray, bias: np.ndarray, *,
                 kernel_shape=[k, k], strides=list(strides), pads=list(pads), dilations=[dilation] * 2, group=groups)
 
 
-def _conv1x1_matmul(g: "OnnxGraph", x: str, weights: np.ndarray, bias: np.ndarray, h: int, w: int) -> str:
+def conv1x1_matmul(g: "OnnxGraph", x: str, weights: np.ndarray, bias: np.ndarray, h: int, w: int) -> str:
+    """A 1x1, stride 1 convolution (weights (out, in, 1, 1)) as Reshape -> MatMul -> Add -> Reshape."""
     cout, cin = weights.shape[:2]
     flat = g.reshape(x, [0, cin, h * w], "flat")
     y = g.op("MatMul", [g.const(np.asarray(weights, np.float32).reshape(cout, cin), "conv_w"), flat])
