@@ -94,7 +94,8 @@ def main() -> int:
                     fn(x)
                     times[i].append(time.perf_counter() - t)
         a, b = (statistics.median(t) * 1e3 for t in times)
-        rule = ("yes" if winograd_pays(cin, cout, h, h) else "no") if how == "winograd" else "yes"
+        # the opencv target applies to OpenCV 4.x and OpenCV 5's classic engine; this times the buffer-read default engine
+        rule = ("yes" if winograd_pays(cin, cout, h, h) else "no") if how == "winograd" else "classic only"
         print(f"{cin:>8}->{cout:<5} @ {h:<4} {tile_waste(h, h):6.2f} {a:8.2f} {b:12.2f} {a / b:8.2f}x  {rule}"
               f"   (max rel. diff {err:.1e})", flush=True)
     return 0
