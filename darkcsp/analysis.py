@@ -5,7 +5,8 @@ Everything here works from shapes alone (``darkcsp.load_graph``); nothing is run
 CIO ("convolutional input/output", HarDNet, Chao et al. ICCV 2019; the CSPNet paper's memory-traffic
 measure) counts feature-map elements (not bytes), batch 1:
 
-* ``cio_in`` of a layer = the elements it reads from earlier feature maps (or the network input):
+* ``cio_in`` of a layer = the elements it reads from earlier feature maps (or the network input; each layer
+  says how much, ``Layer.cio_reads``):
   - ``[route]`` reads, from each listed layer, only its ``group_id`` slice: ``C_k/groups * H * W``;
   - ``[shortcut]`` reads the previous layer in full plus, from each ``from`` layer, the part that is added:
     ``min(outputs_from, outputs)`` elements (Darknet adds a larger map's first ``outputs`` values only);
@@ -37,11 +38,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from .graph import Graph
 from .layers.base import NETWORK_INPUT
-
-#: layer types counted by ``cio_compute`` (convolutions and poolings: the paper's CIO)
-COMPUTE_TYPES = ("convolutional", "connected", "local", "maxpool", "local_avgpool", "avgpool")
-#: layer types whose output aliases the previous layer's buffer (no traffic, no memory of their own)
-ALIAS_TYPES = ("dropout", "empty")
 
 
 @dataclass
@@ -118,30 +114,6 @@ class GraphProfile:
         return out
 
 
-def _is_compute(layer) -> bool:
-    if layer.type in ("maxpool", "local_avgpool"):
-        return getattr(layer, "maxpool_depth", 0) or getattr(layer, "size", 2) > 1
-    return layer.type in COMPUTE_TYPES
-
-
-def _reads(layer, outputs_of) -> int:
-    """Elements ``layer`` reads from its inputs (see the module docstring)."""
-    if layer.type in ALIAS_TYPES:
-        return 0
-    if layer.type in ("maxpool", "local_avgpool") and not getattr(layer, "maxpool_depth", 0):
-        size = getattr(layer, "size", 0)
-        if size:
-            return min(outputs_of(layer.inputs[0]), size * size * layer.outputs)
-    if layer.type == "route":
-        chunks = getattr(layer, "chunks", None)
-        if chunks is not None:
-            return sum(k * layer.out_shape[1] * layer.out_shape[2] for k in chunks)
-    if layer.type == "shortcut":
-        prev, *froms = layer.inputs
-        return outputs_of(prev) + sum(min(outputs_of(i), layer.outputs) for i in froms)
-    return sum(outputs_of(i) for i in layer.inputs)
-
-
 def profile(graph: Graph) -> GraphProfile:
     """Per-layer params, BFLOPs, CIO and live-set size of ``graph`` (batch 1)."""
     layers = graph.layers
@@ -153,7 +125,7 @@ def profile(graph: Graph) -> GraphProfile:
     # Which buffer holds each layer's output: aliasing layers ([dropout], [empty]) share their input's.
     owner = list(range(n))
     for layer in layers:
-        if layer.type in ALIAS_TYPES and layer.inputs and layer.inputs[0] >= 0:
+        if layer.is_alias and layer.inputs and layer.inputs[0] >= 0:
             owner[layer.index] = owner[layer.inputs[0]]
     size = [0 if owner[i] != i else layers[i].outputs for i in range(n)]
     # death[b] = the last step at which buffer b is needed; -1 stands for the network input.
@@ -180,9 +152,9 @@ def profile(graph: Graph) -> GraphProfile:
 
     costs = []
     for layer in layers:
-        out = 0 if layer.type in ALIAS_TYPES else layer.outputs
-        costs.append(LayerCost(layer.index, layer.type, bool(_is_compute(layer)), tuple(layer.out_shape), layer.params, layer.bflops,
-                               _reads(layer, outputs_of), out, live[layer.index]))
+        out = 0 if layer.is_alias else layer.outputs
+        costs.append(LayerCost(layer.index, layer.type, bool(layer.cio_compute), tuple(layer.out_shape), layer.params,
+                               layer.bflops, layer.cio_reads(outputs_of), out, live[layer.index]))
     return GraphProfile(graph.file, tuple(graph.input_shape), costs)
 
 

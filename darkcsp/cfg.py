@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 from .errors import CfgError
+from .fileio import open_input
 
 log = logging.getLogger("darkcsp")
 
@@ -62,9 +63,12 @@ class Section:
     def has(self, key: str) -> bool:
         return key in self.options
 
-    def _raw(self, key: str) -> Optional[str]:
+    def _raw(self, key: str, default=None) -> Optional[str]:
+        """The option's text (marked as used), or None when it is absent and has a ``default``."""
         opt = self.options.get(key)
         if opt is None:
+            if default is None:
+                raise self.error(f"required option '{key}' is missing")
             return None
         opt.used = True
         return opt.value
@@ -79,10 +83,8 @@ class Section:
 
     # --- typed readers (Darknet's option_find_int / option_find_float / option_find_str) -------
     def int(self, key: str, default: Optional[int] = None) -> int:
-        value = self._raw(key)
+        value = self._raw(key, default)
         if value is None:
-            if default is None:
-                raise self.error(f"required option '{key}' is missing")
             return default
         text = self._number_text(key, value)
         number: Optional[int] = None
@@ -104,10 +106,8 @@ class Section:
         raise self.error(f"expected an integer, got '{_quote(value)}'", key)
 
     def float(self, key: str, default: Optional[float] = None) -> float:
-        value = self._raw(key)
+        value = self._raw(key, default)
         if value is None:
-            if default is None:
-                raise self.error(f"required option '{key}' is missing")
             return default
         text = self._number_text(key, value)
         if _FLOAT_RE.match(text) or _INT_RE.match(text):
@@ -115,18 +115,14 @@ class Section:
         raise self.error(f"expected a number, got '{_quote(value)}'", key)
 
     def str(self, key: str, default: Optional[str] = None) -> str:
-        value = self._raw(key)
+        value = self._raw(key, default)
         if value is None:
-            if default is None:
-                raise self.error(f"required option '{key}' is missing")
             return default
         return value
 
     def _list(self, key: str, default, convert, what: str) -> list:
-        value = self._raw(key)
+        value = self._raw(key, default)
         if value is None:
-            if default is None:
-                raise self.error(f"required option '{key}' is missing")
             return list(default)
         text = value.split("#", 1)[0] if "#" in value else value
         items = text.split(",")
@@ -203,15 +199,8 @@ def parse_cfg_text(text: str, file: str = "<string>") -> List[Section]:
 def read_cfg(path: Union[str, Path]) -> List[Section]:
     """Read a cfg file into sections; a missing, binary or non-text file is a CfgError."""
     p = Path(path)
-    try:
-        with p.open("rb") as f:
-            data = f.read(MAX_CFG_BYTES + 1)  # bounded: /dev/zero or a video given as cfg must not hang
-    except FileNotFoundError:
-        raise CfgError("cfg file not found", file=str(path)) from None
-    except IsADirectoryError:
-        raise CfgError("is a directory, not a cfg file", file=str(path)) from None
-    except OSError as e:
-        raise CfgError(f"cannot read cfg file: {e.strerror}", file=str(path)) from None
+    with open_input(p, CfgError, "cfg file") as f:
+        data = f.read(MAX_CFG_BYTES + 1)  # bounded: /dev/zero or a video given as cfg must not hang
     if len(data) > MAX_CFG_BYTES:
         raise CfgError(f"more than {MAX_CFG_BYTES >> 20} MB: not a Darknet cfg (the largest are ~100 kB)",
                        file=str(path))

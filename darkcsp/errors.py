@@ -51,6 +51,10 @@ class ImageError(DarkcspError):
     exit_code = 4
 
 
+class ImageTooLargeError(ImageError):
+    """An image over the size limits (bytes, or pixels that decoding would need): refused before decoding."""
+
+
 class UnsupportedError(DarkcspError):
     """Valid Darknet input that darkcsp deliberately does not run (recurrent layers, xnor, ...)."""
     exit_code = 5

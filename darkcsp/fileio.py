@@ -1,13 +1,30 @@
-"""Atomic output files: write to a temp file beside the target, rename on success, delete on failure."""
+"""User files in and out: inputs opened with errors that name them, atomic outputs (written to a temp file
+beside the target, renamed on success, deleted on failure)."""
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import BinaryIO, Iterator, Type, Union
 
-from .errors import ResourceError
+from .errors import DarkcspError, ResourceError
+
+
+@contextlib.contextmanager
+def open_input(path: Union[str, Path], error: Type[DarkcspError], noun: str) -> Iterator[BinaryIO]:
+    """``open(path, "rb")`` for a user's input file: a missing file, a folder or a read failure (inside the
+    block too) raises ``error`` naming the path, e.g. ``CfgError("cfg file not found")`` for noun "cfg file"."""
+    article = "an" if noun[:1] in "aeiou" else "a"
+    try:
+        with open(path, "rb") as f:
+            yield f
+    except FileNotFoundError:
+        raise error(f"{noun} not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise error(f"is a directory, not {article} {noun}", file=str(path)) from None
+    except OSError as e:
+        raise error(f"cannot read {noun}: {e.strerror or e}", file=str(path)) from None
 
 
 @contextlib.contextmanager

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+import numpy as np
+
 from .cfg import Section, read_cfg
 from .dialect import Dialect, get_dialect
-from .errors import CfgError, ResourceError, UnsupportedError
+from .errors import CfgError, DarkcspError, ResourceError, UnsupportedError
 from .layers import REGISTRY, UNSUPPORTED
 from .layers.base import BuildContext, Layer, NetConfig, Shape
 
@@ -59,6 +61,17 @@ class Graph:
                 if i >= 0:
                     out[i].append(layer.index)
         return out
+
+    def check_input(self, x: np.ndarray, file: Optional[str] = None, hint: str = "") -> np.ndarray:
+        """``x`` as (N, C, H, W) (a (C, H, W) array gets a batch axis) once its shape fits the network input;
+        neither copied nor converted (a memory-mapped .npy stays unread). DarkcspError naming ``file`` else."""
+        if x.ndim == 3:
+            x = x[None]
+        want = tuple(self.input_shape)
+        if x.ndim != 4 or tuple(x.shape[1:]) != want:
+            raise DarkcspError(f"input has shape {tuple(x.shape)}, the network expects (N, {want[0]}, {want[1]}, "
+                               f"{want[2]}){hint}", file=file)
+        return x
 
     def activation_bytes(self, batch: int = 1) -> int:
         return 4 * batch * (sum(layer.outputs for layer in self.layers) + self.net.inputs)
@@ -130,3 +143,21 @@ def load_graph(cfg: Union[str, Path], *, dialect: Union[str, Dialect] = "alexeya
     """Read a .cfg file and build its graph."""
     return build_graph(read_cfg(cfg), dialect=dialect, width=width, height=height, file=str(cfg),
                        max_memory_gb=max_memory_gb)
+
+
+def load_input(path: Union[str, Path], graph: Graph) -> np.ndarray:
+    """An input tensor from a .npy file: (N, C, H, W) (or (C, H, W)) numbers fitting ``graph``'s input, as
+    contiguous float32. The shape is checked before the data is read (memory-mapped)."""
+    path = str(path)
+    try:
+        x = np.load(path, allow_pickle=False, mmap_mode="r")
+    except FileNotFoundError:
+        raise DarkcspError("input file not found", file=path) from None
+    except (ValueError, OSError, EOFError) as e:  # EOFError: an empty file
+        raise DarkcspError(f"not a .npy array file ({e})", file=path) from None
+    if not isinstance(x, np.ndarray):  # np.load returns an NpzFile for .npz archives
+        raise DarkcspError("an .npz archive, not a .npy array file", file=path)
+    if x.dtype.kind not in "fiub":
+        raise DarkcspError(f"array of {x.dtype}, not numbers", file=path)
+    x = graph.check_input(x, file=path, hint=" (use --width/--height to change the network size)")
+    return np.ascontiguousarray(x, dtype=np.float32)

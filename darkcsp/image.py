@@ -15,7 +15,8 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import ImageError, ImageTooLargeError
+from .fileio import open_input
 
 __all__ = ["load_image", "decode_image", "from_bgr", "resize_image", "letterbox_image", "letterbox_size",
            "preprocess", "to_bgr_uint8"]
@@ -78,8 +79,8 @@ def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
     limit = int(os.environ.get("DARKCSP_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS))
     size = _header_size(data)
     if size is not None and size[0] * size[1] > limit:
-        raise ImageError(f"image is {size[0]} x {size[1]} pixels, more than the {limit} allowed (decoding it "
-                         "would need several GB; set DARKCSP_MAX_IMAGE_PIXELS to allow it)", file=name)
+        raise ImageTooLargeError(f"image is {size[0]} x {size[1]} pixels, more than the {limit} allowed (decoding "
+                                 "it would need several GB; set DARKCSP_MAX_IMAGE_PIXELS to allow it)", file=name)
     overflow = _png_chunk_overflow(data) if data[:8] == b"\x89PNG\r\n\x1a\n" else None
     if overflow:
         raise ImageError(f"corrupt or truncated image: {overflow}", file=name)
@@ -134,17 +135,11 @@ def load_image(path: Union[str, Path]) -> np.ndarray:
     A missing, unreadable, empty or corrupt file is an ImageError naming it (Darknet itself would print an
     error and go on with a black 10x10 image)."""
     p = Path(path)
-    try:
-        with p.open("rb") as f:
-            data = f.read(MAX_IMAGE_BYTES + 1)  # bounded: /dev/zero given as an image must not hang
-    except FileNotFoundError:
-        raise ImageError("image file not found", file=str(path)) from None
-    except IsADirectoryError:
-        raise ImageError("is a directory, not an image", file=str(path)) from None
-    except OSError as e:
-        raise ImageError(f"cannot read image: {e.strerror or e}", file=str(path)) from None
+    with open_input(p, ImageError, "image file") as f:
+        data = f.read(MAX_IMAGE_BYTES + 1)  # bounded: /dev/zero given as an image must not hang
     if len(data) > MAX_IMAGE_BYTES:
-        raise ImageError(f"more than {MAX_IMAGE_BYTES >> 20} MB: too large for an image file", file=str(path))
+        raise ImageTooLargeError(f"more than {MAX_IMAGE_BYTES >> 20} MB: too large for an image file",
+                                 file=str(path))
     return decode_image(data, str(path))
 
 

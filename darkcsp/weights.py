@@ -18,8 +18,9 @@ from typing import List, Optional, Union
 
 import numpy as np
 
+from .dialect import Dialect, get_dialect
 from .errors import WeightsError
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, open_input
 from .graph import Graph
 from .layers.base import Weights
 
@@ -31,19 +32,16 @@ class WeightsHeader:
     revision: int = 5
     seen: int = 0
 
-    def seen_is_64bit(self, dialect_name: str = "alexeyab") -> bool:
-        wide = self.major * 10 + self.minor >= 2
-        if dialect_name == "pjreddie":
-            wide = wide and self.major < 1000 and self.minor < 1000
-        return wide
+    def seen_is_64bit(self, dialect: Union[str, Dialect] = "alexeyab") -> bool:
+        return get_dialect(dialect).seen_is_64bit(self.major, self.minor)
 
     @property
     def transpose(self) -> bool:
         """Old files store [connected] weights as [in][out]."""
         return self.major > 1000 or self.minor > 1000
 
-    def nbytes(self, dialect_name: str = "alexeyab") -> int:
-        return 20 if self.seen_is_64bit(dialect_name) else 16
+    def nbytes(self, dialect: Union[str, Dialect] = "alexeyab") -> int:
+        return 20 if self.seen_is_64bit(dialect) else 16
 
 
 @dataclass
@@ -65,27 +63,20 @@ def _too_long(path: Union[str, Path], limit: int, size: Optional[int] = None) ->
                         file=str(path))
 
 
-def _read_bytes(path: Union[str, Path], limit: Optional[int] = None) -> bytes:
+def read_weights_bytes(path: Union[str, Path], limit: Optional[int] = None) -> bytes:
     """The (decompressed) file content; a file holding more than ``limit`` bytes is refused without reading
     (or decompressing) all of it."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(6)
-            compressed = data == b"\xfd7zXZ\x00" or data[:2] == b"\x1f\x8b"
-            if limit is not None and not compressed:
-                size = os.fstat(f.fileno()).st_size
-                if size > limit:
-                    raise _too_long(path, limit, size)
-            # bounded read too: a device or pipe (/dev/zero) has no size to check
-            data += f.read(-1 if limit is None or compressed else limit + 1 - len(data))
-            if limit is not None and not compressed and len(data) > limit:
-                raise _too_long(path, limit)
-    except FileNotFoundError:
-        raise WeightsError("weights file not found", file=str(path)) from None
-    except IsADirectoryError:
-        raise WeightsError("is a directory, not a weights file", file=str(path)) from None
-    except OSError as e:
-        raise WeightsError(f"cannot read weights file: {e.strerror}", file=str(path)) from None
+    with open_input(path, WeightsError, "weights file") as f:
+        data = f.read(6)
+        compressed = data == b"\xfd7zXZ\x00" or data[:2] == b"\x1f\x8b"
+        if limit is not None and not compressed:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise _too_long(path, limit, size)
+        # bounded read too: a device or pipe (/dev/zero) has no size to check
+        data += f.read(-1 if limit is None or compressed else limit + 1 - len(data))
+        if limit is not None and not compressed and len(data) > limit:
+            raise _too_long(path, limit)
     try:
         if limit is None:
             if data[:6] == b"\xfd7zXZ\x00":
@@ -117,7 +108,7 @@ def read_weights(path: Union[str, Path], graph: Graph, *, upto: Optional[int] = 
     # 250 MB weights) before reading it all; smaller mismatches get parse_weights' precise message
     needed = 20 + 4 * sum(layer.params for layer in graph.layers if not layer.dontload)
     limit = None if upto is not None else 2 * needed + _SLACK
-    data = _read_bytes(path, limit)
+    data = read_weights_bytes(path, limit)
     return parse_weights(data, graph, file=str(path), upto=upto, allow_short=allow_short)
 
 
@@ -131,7 +122,7 @@ def parse_weights(data: bytes, graph: Graph, *, file: str = "<weights>", upto: O
     if major < 0 or minor < 0 or (major > 1000 and major not in range(1000, 100000)):
         raise WeightsError(f"bad header (major={major}, minor={minor}, revision={revision}): not a Darknet "
                            "weights file", file=file, offset=0)
-    wide = header.seen_is_64bit(graph.dialect.name)
+    wide = header.seen_is_64bit(graph.dialect)
     if wide and len(data) < 20:
         raise WeightsError("file ends inside the 20-byte header", file=file, offset=len(data))
     header.seen = int(np.frombuffer(data, "<u8" if wide else "<u4", 1, 12)[0])
@@ -158,9 +149,7 @@ def parse_weights(data: bytes, graph: Graph, *, file: str = "<weights>", upto: O
                     f"truncated?)", file=file, offset=offset + 4 * pos)
             arrays[name] = floats[pos:pos + n].reshape(shape).copy()
             pos += n
-        if hasattr(layer, "weights_from_file"):
-            arrays = layer.weights_from_file(arrays, header)
-        out.layers.append(arrays)
+        out.layers.append(layer.weights_from_file(arrays, header))
     if upto is None and pos != len(floats):
         raise WeightsError(
             f"weights file too long: the cfg needs {expected} floats but the file holds {len(floats)} "
@@ -175,10 +164,9 @@ def weights_bytes(wf: WeightsFile, graph: Graph) -> bytes:
     """Serialise exactly as Darknet's save_weights (arrays in each layer's file order)."""
     h = wf.header
     parts = [np.asarray([h.major, h.minor, h.revision], "<i4").tobytes(),
-             np.asarray([h.seen], "<u8" if h.seen_is_64bit(graph.dialect.name) else "<u4").tobytes()]
+             np.asarray([h.seen], "<u8" if h.seen_is_64bit(graph.dialect) else "<u4").tobytes()]
     for layer, arrays in zip(graph.layers, wf.layers):
-        if hasattr(layer, "weights_to_file"):
-            arrays = layer.weights_to_file(arrays, h)
+        arrays = layer.weights_to_file(arrays, h)
         for name, shape in ([] if layer.dontload else layer.weight_arrays()):
             if name in arrays:
                 parts.append(np.ascontiguousarray(arrays[name], "<f4").tobytes())

@@ -1,72 +1,14 @@
-"""darkcsp.analysis and the profile / compare commands: per-layer CIO, live-set memory, bottleneck, comparisons.
+"""darkcsp.analysis (behind the profile / compare commands): per-layer CIO, live-set memory, bottleneck, comparisons.
 Expectations are hand-computed for tiny cfgs, or the CSPNet paper's published figures."""
 from __future__ import annotations
-
-import json
 
 import pytest
 
 import darkcsp
 from darkcsp import analysis
-from darkcsp.cli import main
 
-from conftest import REPO, write_cfg
+from tests.conftest import REPO, is_png, net_cfg, write_cfg
 
-SMALL = """
-    [net]
-    width=8
-    height=8
-    channels=3
-
-    # 0: 4x8x8, reads the 3x8x8 input
-    [convolutional]
-    filters=4
-    size=3
-    stride=1
-    pad=1
-    activation=leaky
-
-    # 1: 4x4x4, nobody reads it
-    [maxpool]
-    size=2
-    stride=2
-
-    # 2: second half of layer 0's channels
-    [route]
-    layers=-2
-    groups=2
-    group_id=1
-
-    # 3: 4x8x8
-    [convolutional]
-    filters=4
-    size=1
-    stride=1
-    pad=1
-    activation=leaky
-
-    # 4: + layer 0
-    [shortcut]
-    from=-4
-    activation=linear
-
-    # 5: concat layer 4, layer 0 -> 8x8x8
-    [route]
-    layers=-1,0
-
-    # 6: 2x8x8
-    [convolutional]
-    filters=2
-    size=1
-    stride=1
-    pad=1
-    activation=leaky
-
-    # 7: + the first 2 channels' worth of layer 0 (4 channels)
-    [shortcut]
-    from=0
-    activation=linear
-    """
 
 # (cio_in, cio_out, live) per layer, by hand (elements, batch 1). Live: the input (192) dies after layer 0;
 # layer 0 (256) lives to the end (read by layer 7); every other map dies after its one consumer.
@@ -83,8 +25,9 @@ EXPECTED = [
 
 
 @pytest.fixture
-def small(tmp_path):
-    return write_cfg(tmp_path, SMALL, "small.cfg")
+def small(live_set_cfg):
+    """A route, shortcuts and a dead end (tests/data/cfg/live-set.cfg numbers its layers): EXPECTED by hand."""
+    return live_set_cfg
 
 
 def test_profile_by_hand(small):
@@ -106,12 +49,7 @@ def test_profile_by_hand(small):
 
 
 def test_aliasing_layer_has_no_buffer(tmp_path):
-    cfg = write_cfg(tmp_path, """
-        [net]
-        width=4
-        height=4
-        channels=1
-
+    cfg = write_cfg(tmp_path, net_cfg(4, 4, 1, """
         [convolutional]
         filters=2
         size=1
@@ -126,7 +64,7 @@ def test_aliasing_layer_has_no_buffer(tmp_path):
         size=1
         stride=1
         activation=linear
-        """)
+        """))
     p = analysis.profile(darkcsp.load_graph(cfg))
     # dropout: no traffic, no memory; layer 0's buffer (32) is what layer 2 reads through it
     assert [(l.cio_in, l.cio_out, l.live) for l in p.layers] == [(16, 32, 48), (0, 0, 32), (32, 48, 80)]
@@ -144,7 +82,7 @@ def test_compare_relative_change(small, tmp_path):
     assert other["change"]["cio"] == pytest.approx(3.0)
     assert other["change"]["fps"] == pytest.approx(-0.5)
     text = analysis.format_compare(r)
-    assert "+300.0%" in text and "fps" in text and "small.cfg" in text
+    assert "+300.0%" in text and "fps" in text and "live-set.cfg" in text
     assert analysis.relative_change(1.0, 0.0) is None
 
 
@@ -156,35 +94,15 @@ def test_format_profile(small):
     assert analysis.human(34_410_000) == "34.41M" and analysis.human(950) == "950"
 
 
-def _is_png(path) -> bool:
-    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_plots_are_written_atomically(small, tmp_path):
     p = analysis.profile(darkcsp.load_graph(small))
     out = tmp_path / "plots" / "profile.png"
     analysis.plot_profile(p, out)
-    assert _is_png(out)
+    assert is_png(out)
     out2 = tmp_path / "plots" / "compare.png"
     analysis.plot_compare([p, p], analysis.compare([p, p]), out2)
-    assert _is_png(out2)
+    assert is_png(out2)
     assert sorted(x.name for x in out.parent.iterdir()) == ["compare.png", "profile.png"]  # no temp files left
-
-
-def test_cli_profile_and_compare(small, tmp_path, capsys):
-    assert main(["profile", "--cfg", str(small), "--json"]) == 0
-    d = json.loads(capsys.readouterr().out)
-    assert d["cio"] == 4224 and d["peak_live_bytes"] == 4096 and len(d["per_layer"]) == 8
-    png = tmp_path / "p.png"
-    assert main(["profile", "--cfg", str(small), "--plot", str(png), "--top", "3"]) == 0
-    assert "bottleneck" in capsys.readouterr().out and _is_png(png)
-    assert main(["compare", str(small), str(small), "--width", "16", "--height", "16", "--json"]) == 0
-    d = json.loads(capsys.readouterr().out)
-    assert [m["change"]["bflops"] for m in d["models"]] == [0.0, 0.0]
-    assert main(["compare", str(small), str(small), "--fps", "--backend", "numpy", "--runs", "1"]) == 0
-    assert "fps" in capsys.readouterr().out
-    assert main(["compare", str(small)]) != 0
-    assert "at least two" in capsys.readouterr().err
 
 
 def test_paper_cio_of_resnext50():
@@ -208,4 +126,4 @@ def test_plot_refuses_unknown_format(small, tmp_path):
     p = analysis.profile(darkcsp.load_graph(small))
     with pytest.raises(darkcsp.DarkcspError, match="cannot draw a plot as .txt"):
         analysis.plot_profile(p, tmp_path / "x.txt")
-    assert list(tmp_path.iterdir()) == [small]
+    assert not list(tmp_path.iterdir())  # no partial output

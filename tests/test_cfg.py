@@ -8,7 +8,7 @@ import pytest
 from darkcsp.cfg import parse_cfg_text, read_cfg
 from darkcsp.errors import CfgError
 
-from conftest import write_cfg
+from tests.conftest import write_cfg
 
 
 def one(text: str, name: str = "t.cfg"):
@@ -30,11 +30,15 @@ def test_comments_only_at_line_start():
     assert s.options["size"].value == "3#3x3"
 
 
-def test_inline_comment_in_number_reads_like_atoi_with_warning(caplog):
-    s = one("[net]\n\nsize=3 # 3x3\n")[0]
+@pytest.mark.parametrize("text, key, value, where, words", [
+    ("[net]\n\nsize=3 # 3x3\n", "size", 3, "t.cfg:3", "inline comments"),  # an inline comment is not one
+    ("[c]\nbatch_normalize=True\n", "batch_normalize", 0, "t.cfg:2", "atoi"),  # garbage is atoi's 0
+])
+def test_int_reader_reads_like_atoi_with_warning(caplog, text, key, value, where, words):
+    s = one(text)[0]
     with caplog.at_level(logging.WARNING, "darkcsp"):
-        assert s.int("size") == 3
-    assert "t.cfg:3" in caplog.text and "inline comments" in caplog.text
+        assert s.int(key) == value
+    assert where in caplog.text and words in caplog.text
 
 
 def test_section_and_option_lines_keep_their_line_numbers():
@@ -102,13 +106,6 @@ def test_int_reader_refuses_non_integers_with_option_named(value):
     with pytest.raises(CfgError) as e:
         s.int("k")
     assert e.value.option == "k" and e.value.line == 3 and value in str(e.value)
-
-
-def test_int_reader_garbage_is_atoi_zero_with_warning(caplog):
-    s = one("[c]\nbatch_normalize=True\n")[0]
-    with caplog.at_level(logging.WARNING, "darkcsp"):
-        assert s.int("batch_normalize") == 0
-    assert "t.cfg:2" in caplog.text and "atoi" in caplog.text
 
 
 def test_missing_required_option_names_section():

@@ -12,18 +12,8 @@ from darkcsp.graph import build_graph
 from darkcsp.layers.yolo import DEFAULT_NMS, DIOU_NMS, GREEDY_NMS, BoxSet
 from darkcsp.postprocess import Detection, box_diou, box_iou, class_names, detect, do_nms, print_order
 
-from conftest import conformance_root
+from tests.conftest import assert_same_detections, conformance_root, trained_images
 
-TRAINED = ["yolov3-tiny-coco", "yolov4-tiny-coco", "yolov4-tiny-custom10"]
-
-
-def trained_images():
-    out = []
-    for case in TRAINED:
-        d = conformance_root() / "cases" / case / "images"
-        if d.is_dir():
-            out.extend((case, p.name) for p in sorted(d.iterdir()))
-    return out or [pytest.param("-", "-", marks=pytest.mark.skip(reason="conformance corpus not found"))]
 
 
 def head_layers(cfg, expected):
@@ -42,25 +32,6 @@ def head_layers(cfg, expected):
             layer.index = i
             heads.append(layer)
     return heads, net_w, net_h
-
-
-def iou_xywh(a, b) -> float:
-    ax1, ay1, ax2, ay2 = a[0] - a[2] / 2, a[1] - a[3] / 2, a[0] + a[2] / 2, a[1] + a[3] / 2
-    bx1, by1, bx2, by2 = b[0] - b[2] / 2, b[1] - b[3] / 2, b[0] + b[2] / 2, b[1] + b[3] / 2
-    iw, ih = max(0, min(ax2, bx2) - max(ax1, bx1)), max(0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
-def assert_same_detections(got, want, prob_tol=1e-3, min_iou=0.99, lines=True):
-    """Same classes in the same order, probs within prob_tol, boxes IoU >= min_iou (and the same printed
-    lines when ``lines``)."""
-    assert [d.class_id for d in got] == [w["class_id"] for w in want]
-    for g, w in zip(got, want):
-        assert abs(g.prob - w["prob"]) <= prob_tol, (g, w)
-        assert iou_xywh((g.x, g.y, g.w, g.h), (w["x"], w["y"], w["w"], w["h"])) >= min_iou, (g, w)
-        if lines:
-            assert g.print_line() == w["print_line"]
 
 
 @pytest.mark.parametrize("case,image", trained_images())
@@ -172,3 +143,95 @@ def test_class_names_crlf(tmp_path):
     p = tmp_path / "x.names"
     p.write_bytes(b"face \r\nShirt\r\nBoot")
     assert class_names(p) == ["face ", "Shirt", "Boot"]  # Darknet's fgetl drops CR, keeps the space
+
+
+# ----- vectorised NMS == box.c, one det at a time -------------------------------------------------------
+def reference_do_nms(dets: BoxSet, thresh: float, kind: int, beta_nms: float = 0.6) -> BoxSet:
+    """box.c do_nms_sort / diounms_sort transcribed loop for loop (darkcsp's implementation before it was
+    vectorised): the oracle for the vectorised do_nms."""
+    boxes, obj, probs = dets.boxes.copy(), dets.objectness.copy(), dets.probs.copy()
+    order = list(range(len(obj)))
+    k = len(order) - 1
+    i = 0
+    while i <= k:
+        if obj[order[i]] == 0:
+            order[i], order[k] = order[k], order[i]
+            k -= 1
+        else:
+            i += 1
+    order = np.asarray(order, dtype=np.int64)
+    total = k + 1
+    head, tail = order[:total], order[total:]
+    for c in range(probs.shape[1]):
+        head = head[np.argsort(-probs[head, c], kind="stable")]
+        p = probs[:, c]
+        for i in range(total):
+            if p[head[i]] == 0:
+                continue
+            rest = head[i + 1:]
+            if kind == DEFAULT_NMS:
+                score = box_iou(boxes[head[i]], boxes[rest])
+            else:
+                score = box_diou(boxes[head[i]], boxes[rest], 0.6 if kind == GREEDY_NMS else beta_nms)
+            p[rest[score > np.float32(thresh)]] = 0
+    order = np.concatenate([head, tail])
+    return BoxSet(boxes[order], obj[order], probs[order])
+
+
+def random_candidates(n: int, classes: int, seed: int, crowd: float = 0.5) -> BoxSet:
+    """n candidate boxes like a detector's before NMS: clusters of overlapping boxes (a fraction ``crowd`` of
+    them around a few dozen objects) plus scattered ones, sparse class probs zeroed below 0.25, some exact
+    ties, some objectness exactly 0."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0.05, 0.95, (max(n // 200, 1), 2))
+    in_crowd = rng.random(n) < crowd
+    xy = np.where(in_crowd[:, None], centres[rng.integers(0, len(centres), n)] + rng.normal(0, 0.02, (n, 2)),
+                  rng.uniform(0, 1, (n, 2)))
+    wh = rng.uniform(0.01, 0.25, (n, 2))
+    boxes = np.concatenate([xy, wh], axis=1).astype(np.float32)
+    obj = rng.uniform(0.25, 1, n).astype(np.float32)
+    obj[rng.random(n) < 0.02] = 0
+    probs = (rng.uniform(0, 1, (n, classes)) * (rng.random((n, classes)) < 2.0 / classes)).astype(np.float32)
+    probs[probs <= 0.25] = 0
+    probs[rng.random(n) < 0.05] = np.float32(0.5)  # exact ties: the stable sort must keep Darknet's order
+    boxes[rng.random(n) < 0.01] = boxes[0]          # identical boxes
+    return BoxSet(boxes, obj, probs)
+
+
+def assert_same_boxset(got: BoxSet, want: BoxSet) -> None:
+    np.testing.assert_array_equal(got.boxes, want.boxes)
+    np.testing.assert_array_equal(got.objectness, want.objectness)
+    np.testing.assert_array_equal(got.probs, want.probs)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("kind", [DEFAULT_NMS, GREEDY_NMS, DIOU_NMS])
+def test_vectorised_nms_equals_box_c_small(kind, seed):
+    dets = random_candidates(300 + 40 * seed, classes=1 + seed % 4, seed=seed, crowd=0.2 + 0.06 * seed)
+    assert_same_boxset(do_nms(dets, 0.45, kind, 0.8), reference_do_nms(dets, 0.45, kind, 0.8))
+
+
+@pytest.mark.parametrize("n,kind,classes", [(10_000, DEFAULT_NMS, 2), (15_000, GREEDY_NMS, 1),
+                                            (20_000, DIOU_NMS, 1)])
+def test_vectorised_nms_equals_box_c_large(n, kind, classes):
+    """10-20k candidates (random-weight detectors give that many): same kept boxes, same order."""
+    dets = random_candidates(n, classes, seed=n, crowd=0.7)
+    got = do_nms(dets, 0.45, kind, 0.6)
+    want = reference_do_nms(dets, 0.45, kind, 0.6)
+    assert_same_boxset(got, want)
+    suppressed = (dets.probs > 0).sum() - (got.probs > 0).sum()
+    assert suppressed > n // 10  # the sets are crowded enough that NMS has real work to do
+
+
+def test_vectorised_nms_long_chain():
+    """Boxes each overlapping the next one, in score order: the round-based resolution hands over to the
+    sequential walk, and the alternate keep/suppress pattern of box.c comes out."""
+    n = 400
+    x = np.arange(n, dtype=np.float32) * np.float32(0.001) + np.float32(0.2)
+    boxes = np.stack([x, np.full(n, 0.5, np.float32), np.full(n, 0.0012, np.float32),
+                      np.full(n, 0.1, np.float32)], axis=1)
+    probs = np.linspace(0.9, 0.3, n, dtype=np.float32)[:, None]
+    dets = BoxSet(boxes, np.ones(n, np.float32), probs)
+    got = do_nms(dets, 0.05, DEFAULT_NMS)  # neighbours: IoU 0.0002/0.0022 = 0.09; next but one: 0
+    assert_same_boxset(got, reference_do_nms(dets, 0.05, DEFAULT_NMS))
+    np.testing.assert_array_equal(got.probs[:, 0] > 0, np.arange(n) % 2 == 0)

@@ -11,9 +11,9 @@ import pytest
 import darkcsp
 from darkcsp.errors import WeightsError
 from darkcsp.graph import load_graph
-from darkcsp.weights import WeightsFile, WeightsHeader, parse_weights, read_weights, weights_bytes, write_weights
+from darkcsp.weights import WeightsHeader, parse_weights, read_weights, weights_bytes, write_weights
 
-from conftest import write_cfg
+from tests.conftest import write_cfg
 
 # conv0: 2 filters 1x1 on 1 channel, no BN: biases[2], weights[2][1][1][1] -> 4 floats
 # conv1: 3 filters 1x1 on 2 channels, BN: biases[3], scales[3], mean[3], var[3], weights[3][2][1][1] -> 18 floats
@@ -221,10 +221,6 @@ def test_huge_cfg_is_refused_before_random_init(tmp_path, monkeypatch):
     with pytest.raises(ResourceError) as e:
         darkcsp.load(cfg)
     assert "net.cfg:7" in str(e.value) and "DARKCSP_MAX_MEMORY_GB" in str(e.value)
-
-
-def test_weights_file_dataclass_default():
-    assert WeightsFile(WeightsHeader()).layers == []
 
 
 def test_far_too_long_file_is_refused_without_reading_it(tmp_path, graph, monkeypatch):

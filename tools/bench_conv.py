@@ -16,15 +16,12 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from darkcsp.onnx.builder import OnnxGraph  # noqa: E402
-from darkcsp.onnx.conv import conv1x1_matmul, tile_waste, winograd_f4x4_3x3, winograd_pays  # noqa: E402
+from darkcsp.onnx.builder import OnnxGraph
+from darkcsp.onnx.conv import conv1x1_matmul, tile_waste, winograd_f4x4_3x3, winograd_pays
 
 SHAPES = ["64,64,104", "128,128,104", "64,128,52", "128,128,52", "64,64,52", "256,256,52", "128,128,26",
           "256,256,26", "384,256,26", "512,512,26", "256,512,13", "512,512,13", "1024,1024,13", "256,256,64"]

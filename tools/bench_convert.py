@@ -16,13 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import darkcsp
+from darkcsp.fileio import atomic_path
+from darkcsp.onnx.export import ExportOptions, export_model
+from darkcsp.weights import read_weights_bytes
 
-import darkcsp  # noqa: E402
-from darkcsp.fileio import atomic_path  # noqa: E402
-from darkcsp.onnx.export import ExportOptions, export_model  # noqa: E402
-from darkcsp.weights import _read_bytes  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent  # the corpus lives beside the checkout
 
 
 def default_paths():
@@ -44,7 +43,7 @@ def main() -> int:
     logging.disable(logging.WARNING)
     opts = ExportOptions() if args.opset is None else ExportOptions(opset=args.opset)
 
-    weights_bytes = len(_read_bytes(args.weights))
+    weights_bytes = len(read_weights_bytes(args.weights))
     load_t, export_t, write_t, total_t = [], [], [], []
     size = 0
     with tempfile.TemporaryDirectory() as d:

@@ -30,11 +30,10 @@ if "--single-thread" in sys.argv:  # must be set before numpy loads OpenBLAS
 
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 import darkcsp  # noqa: E402
 from darkcsp.model import load  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent  # the checkout's cfg/ folder and the corpus beside it
 
 CASES = Path(os.environ.get("DARKCSP_CONFORMANCE", REPO.parent / "shared" / "conformance")) / "cases"
 
@@ -110,7 +109,7 @@ def main(argv=None) -> int:
         results.append((label, w, h, bf, t, t_min))
     sgemm_after = {n: sgemm_gflops(n) for n in args.sgemm_size}
     best = max(list(sgemm.values()) + list(sgemm_after.values()))
-    print(f"darkcsp {getattr(darkcsp, '__version__', '?')}, numpy {np.__version__}, "
+    print(f"darkcsp {darkcsp.__version__}, numpy {np.__version__}, "
           f"{os.cpu_count()} CPUs, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
           f"clock: {'process CPU time' if args.cpu_time else 'wall'}")
     print()

@@ -36,10 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from darkcsp import bench
 
-from darkcsp import bench  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent  # the checkout's cfg/ folder and the corpus beside it
 
 CONF = Path(os.environ.get("DARKCSP_CONFORMANCE", REPO.parent / "shared" / "conformance"))
 CACHE = Path(os.environ.get("DARKCSP_CONFORMANCE_CACHE", Path.home() / ".cache" / "darkcsp-conformance"))
@@ -83,15 +82,15 @@ def calib_inputs(model, paths):
 def peer_detect(model, boxes, confs, image_w, image_h, thresh=0.25, nms=0.45):
     """The peer's (boxes x1,y1,x2,y2 relative; confs = objectness * class prob) through Darknet's own rules."""
     from darkcsp.layers.yolo import BoxSet
-    from darkcsp.postprocess import do_nms, nms_layer, print_order
+    from darkcsp.postprocess import do_nms, nms_settings, print_order
     b = boxes[0, :, 0, :].astype(np.float32)
     c = confs[0].astype(np.float32)
     xywh = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
     probs = np.where(c > np.float32(thresh), c, np.float32(0))
     keep = probs.max(1) > 0
     dets = BoxSet(xywh[keep], c[keep].max(1), probs[keep])
-    last = nms_layer(model.graph.layers)
-    dets = do_nms(dets, nms, getattr(last, "nms_kind", 0), getattr(last, "beta_nms", 0.6))
+    kind, beta = nms_settings(model.graph.layers, model.graph.dialect)
+    dets = do_nms(dets, nms, kind, beta)
     return print_order(dets, thresh, [str(j) for j in range(c.shape[1])], image_w, image_h)
 
 
@@ -133,14 +132,14 @@ def main() -> int:
     args = ap.parse_args()
 
     import darkcsp
-    from darkcsp.onnx.quantize import float_layers, quantize_onnx, _nodes_of_layers
+    from darkcsp.onnx.quantize import quantize_export, quantize_onnx
     from darkcsp.onnx.export import ExportOptions, export_model
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     cfg, weights = Path(args.cfg), Path(args.weights)
     # The peer reads width/height from the cfg: give it one at the benchmarked size.
-    text = bench._set_net_size(cfg.read_text(), args.size, args.size)
+    text = bench.set_net_size(cfg.read_text(), args.size, args.size)
     sized_cfg = work / f"{cfg.stem}-{args.size}.cfg"
     sized_cfg.write_text(text)
     model = darkcsp.load(sized_cfg, weights)
@@ -151,10 +150,9 @@ def main() -> int:
     # the fp32 model the onnxruntime backend runs (tuned for it); INT8 starts from the generic graph
     ours_fp32 = work / f"darkcsp-{cfg.stem}-{args.size}.onnx"
     ours_fp32.write_bytes(export_model(model, ExportOptions(batch=1, target="onnxruntime"))[0].SerializeToString())
-    proto, info = export_model(model, ExportOptions(batch=1))
     ours_int8 = work / f"darkcsp-{cfg.stem}-{args.size}-int8.onnx"
-    keep = float_layers(model)
-    quantize_onnx(proto, ours_int8, inputs, exclude_nodes=_nodes_of_layers(proto, keep), method="percentile")
+    # the generic graph, the detection heads (and the convolutions feeding them) in float
+    ours_int8.write_bytes(quantize_export(model, inputs, ExportOptions(batch=1), method="percentile")[0])
     peer_int8 = work / f"peer-{cfg.stem}-{args.size}-int8.onnx"
     quantize_onnx(peer, peer_int8, inputs, method="percentile")
 

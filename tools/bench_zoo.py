@@ -8,8 +8,9 @@ random-calibrated weights or, where there are none, darkcsp's random initialisat
   yolov4-tiny 416 (COCO), yolov3-tiny 416 (COCO), csresnext50-panet-spp 512 (random-calibrated),
   csppeleenet-efm 416 and the CSP PRN classifiers at 320 (random).
 Backends: numpy (reference executor), onnxruntime and opencv (OpenCV 5.x) on darkcsp's ONNX, OpenCV 4.x's
-readNetFromDarknet and OpenCV 4.x on darkcsp's ONNX (both in the --cv4-python venv), and, for yolov4-tiny,
-darkcsp's INT8 ONNX on onnxruntime. Each model is one interleaved darkcsp.bench run; ratios are against
+readNetFromDarknet and OpenCV 4.x on darkcsp's ONNX (both in the --cv4-python venv), OpenVINO at float32 and
+bf16 (when installed; bf16 only on a CPU with bf16 instructions), and, for yolov4-tiny, darkcsp's INT8 model on
+onnxruntime and OpenVINO. Each model is one interleaved darkcsp.bench run; ratios are against
 OpenCV 4's Darknet importer in the same run.
 """
 from __future__ import annotations
@@ -20,10 +21,9 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from darkcsp import bench
 
-from darkcsp import bench  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent  # the checkout's cfg/ folder and the corpus beside it
 
 CONF = Path(os.environ.get("DARKCSP_CONFORMANCE", REPO.parent / "shared" / "conformance"))
 CACHE = Path(os.environ.get("DARKCSP_CONFORMANCE_CACHE", Path.home() / ".cache" / "darkcsp-conformance"))
@@ -72,6 +72,9 @@ def main() -> int:
     only = set(args.only.split(",")) if args.only else None
     S = bench.BackendSpec
     have_cv4 = Path(args.cv4_python).exists()
+    from darkcsp.backends import available_backends
+    available = available_backends()
+    have_openvino = "openvino" in available
     results = []
     for name, cfg, weights, size, note, extra in zoo():
         if only and name not in only:
@@ -84,8 +87,12 @@ def main() -> int:
         if have_cv4:
             specs += [S("opencv-darknet", python=args.cv4_python, label="opencv4-darknet"),
                       S("opencv", python=args.cv4_python, label="opencv4")]
+        if have_openvino:
+            specs += [S("openvino")] + ([S("openvino-bf16")] if "openvino-bf16" in available else [])
         if extra.get("int8"):
             specs.append(S("onnxruntime-int8"))
+            if have_openvino:
+                specs.append(S("openvino-int8"))
         config = bench.BenchConfig(cfg=cfg, weights=weights, width=size, height=size, backends=specs,
                                    threads=args.threads, warmup=args.warmup, runs=extra.get("runs", args.runs),
                                    block=args.block, nice=args.nice, agreement=extra.get("agreement", ()),

@@ -11,7 +11,8 @@ from ..errors import DarkcspError, ResourceError
 import importlib
 
 #: subcommand modules (darkcsp/cli/<name>.py); each has NAME, HELP, add_arguments(parser) and run(args) -> int
-COMMANDS = ["detect", "summary", "run", "diff", "convert", "bench", "profile", "compare", "models", "fetch"]
+COMMANDS = ["detect", "summary", "run", "diff", "convert", "bench", "profile", "compare", "models", "fetch", "batch",
+            "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,17 +4,18 @@ from __future__ import annotations
 import sys
 
 from ..errors import DarkcspError, UnsupportedError
-from .common import add_model_arguments
+from .common import add_json_arguments, add_model_arguments, json_on_stdout, write_json
 
 NAME = "bench"
 HELP = ("time each backend on a cfg (median/p10/p90 latency, fps, GFLOP/s, peak RSS), interleaved in one run; "
         "the machine and library versions in the header")
 
 EPILOG = """backend specs: NAME[=ONNX_FILE][@PYTHON]
-  numpy, onnxruntime, opencv      darkcsp's backends (the ONNX ones on darkcsp's own export)
+  numpy, onnxruntime, opencv, ... darkcsp's backends (the ONNX ones on darkcsp's own export)
   opencv-darknet                  OpenCV's readNetFromDarknet (OpenCV 4.x; removed in OpenCV 5)
-  onnxruntime-int8                darkcsp's ONNX statically quantised to INT8 (needs --calib)
-  onnxruntime=FILE.onnx           an ONNX file made elsewhere, on onnxruntime (opencv=FILE.onnx: OpenCV DNN)
+  onnxruntime-int8, ...           darkcsp's ONNX statically quantised to INT8 (needs --calib)
+  onnxruntime=FILE.onnx           an ONNX file made elsewhere, on onnxruntime (opencv=FILE.onnx: OpenCV DNN,
+                                  likewise for every ONNX backend)
   ...@/path/to/python             run that backend under another interpreter, e.g.
                                   opencv-darknet@/opt/venv-cv4/bin/python (or set $DARKCSP_OPENCV4_PYTHON)
 Each backend runs in its own process; unavailable ones are skipped with the reason."""
@@ -27,7 +28,7 @@ def add_arguments(p) -> None:
     add_model_arguments(p)
     p.add_argument("--backends", default=None,
                    help="comma-separated backend specs (default: every darkcsp backend and opencv-darknet, "
-                        "plus onnxruntime-int8 with --calib)")
+                        "plus the INT8 ones with --calib)")
     p.add_argument("--threads", type=int, default=0, help="threads per backend (default: every usable core)")
     p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs per backend first (default 5)")
@@ -42,13 +43,13 @@ def add_arguments(p) -> None:
                    help="folders with input.npy and Darknet's detections.json: report how many of Darknet's "
                         "detections each backend recovers (same class, IoU >= 0.8)")
     p.add_argument("--calib", nargs="+", default=[], metavar="IMAGE",
-                   help="calibration photos (or .npy input tensors) for onnxruntime-int8")
+                   help="calibration photos (or .npy input tensors) for the INT8 backends")
     p.add_argument("--baseline", help="backend label the ratio column compares with (default opencv-darknet)")
     p.add_argument("--nice", type=int, default=0,
                    help="add this to the backends' scheduling priority (e.g. -5 on a shared machine; negative "
                         "values need root)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
-    p.add_argument("--json-times", action="store_true", help="with --json: include every run's time")
+    add_json_arguments(p, "the result")
+    p.add_argument("--json-times", action="store_true", help="with --json/--json-file: include every run's time")
     p.add_argument("--plot", metavar="PNG", help="write a bar chart of fps per backend")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -61,7 +62,7 @@ def run(args) -> int:
     if args.backends:
         names = [s for s in args.backends.split(",") if s.strip()]
     else:
-        names = bench.default_backends() + (["onnxruntime-int8"] if args.calib else [])
+        names = bench.default_backends() + (bench.calibrated_backends() if args.calib else [])
     specs = [bench.parse_backend_spec(s) for s in names]
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
@@ -72,16 +73,15 @@ def run(args) -> int:
         block=args.block, input=args.input, end_to_end=args.end_to_end, images=args.images,
         agreement=args.agreement, calib=args.calib, baseline=args.baseline, nice=args.nice)
     bar = None
-    progress = None
-    if not args.no_progress and not args.quiet:
-        from tqdm import tqdm
 
-        def progress(done: int, total: int, label: str) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = tqdm(total=total, unit="run", file=sys.stderr, leave=False, dynamic_ncols=True, disable=None)
-            bar.set_postfix_str(label, refresh=False)
-            bar.update(done - bar.n)
+    def show(done: int, total: int, label: str) -> None:
+        nonlocal bar
+        from tqdm import tqdm
+        if bar is None:
+            bar = tqdm(total=total, unit="run", file=sys.stderr, leave=False, dynamic_ncols=True, disable=None)
+        bar.set_postfix_str(label, refresh=False)
+        bar.update(done - bar.n)
+    progress = None if args.no_progress or args.quiet else show
     try:
         result = bench.run_bench(config, progress=progress)
     finally:
@@ -92,9 +92,9 @@ def run(args) -> int:
             print(f"darkcsp bench: {e['label']} {e['status']}: {e.get('message', '')}", file=sys.stderr)
     if args.plot:
         bench.plot(result, args.plot)
-    if args.json:
-        print(bench.to_json(result, keep_times=args.json_times))
-    else:
+    if args.json or args.json_file:
+        write_json(args, bench.to_json(result, keep_times=args.json_times))
+    if not json_on_stdout(args):
         print(bench.format_table(result))
     ok = [e for e in result["backends"] if e["status"] == "ok"]
     return 0 if ok else 1

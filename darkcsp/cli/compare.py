@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Optional
 
 import numpy as np
 
 from .. import analysis
+from ..dialect import ALEXEYAB, DIALECTS
 from ..errors import DarkcspError
 from ..graph import load_graph
+from .common import add_json_arguments, json_on_stdout, write_json
 
 NAME = "compare"
 HELP = ("compare cfgs: params, BFLOPs, CIO, peak layer BFLOPs, peak live memory (and optionally fps) with the "
@@ -20,13 +23,13 @@ def add_arguments(p) -> None:
     p.add_argument("cfgs", nargs="+", metavar="CFG", help="two or more Darknet .cfg files; the first is the baseline")
     p.add_argument("--width", type=int, help="override [net] width of every cfg")
     p.add_argument("--height", type=int, help="override [net] height of every cfg")
-    p.add_argument("--dialect", choices=["alexeyab", "pjreddie"], default="alexeyab",
+    p.add_argument("--dialect", choices=list(DIALECTS), default=ALEXEYAB.name,
                    help="Darknet lineage whose semantics to follow (default: alexeyab)")
     p.add_argument("--plot", metavar="PNG", help="write relative totals and per-layer BFLOPs as a PNG")
     p.add_argument("--fps", action="store_true", help="also time each network (random weights, batch 1)")
     p.add_argument("--backend", default="numpy", help="backend for --fps (numpy, onnxruntime, ...; default numpy)")
     p.add_argument("--runs", type=int, default=10, help="timed runs per network for --fps (default 10)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_arguments(p, "the comparison")
 
 
 def measure_fps(cfg, backend: str, runs: int, width: Optional[int], height: Optional[int], dialect: str) -> float:
@@ -69,12 +72,12 @@ def run(args) -> int:
         result["backend"] = args.backend
     if args.plot:
         analysis.plot_compare(profiles, result, args.plot)
-    if args.json:
-        print(json.dumps(result))
-    else:
+    if args.json or args.json_file:
+        write_json(args, json.dumps(result))
+    if not json_on_stdout(args):
         print(analysis.format_compare(result))
         if fps is not None:
             print(f"fps: {args.backend} backend, batch 1, random weights, median of {args.runs} runs")
-        if args.plot:
-            print(f"plot written to {args.plot}")
+    if args.plot and not args.quiet:
+        print(f"plot written to {args.plot}", file=sys.stderr)
     return 0

@@ -8,10 +8,11 @@ import numpy as np
 
 from ..backends import BACKENDS, create_backend
 from ..errors import DarkcspError
+from ..dialect import dialect_of_reference
 from ..fingerprints import FingerprintTolerance, compare_fingerprints, first_divergence
+from ..graph import load_input
 from ..model import load
 from .common import add_model_arguments
-from .run import load_input
 
 NAME = "diff"
 HELP = "compare every layer with Darknet fingerprints (and outputs with expected.npz); report the first divergence"
@@ -44,21 +45,22 @@ def _fill_from_case(args) -> dict:
     args.fingerprints = args.fingerprints or str(d / "fingerprints.json")
     if not args.expected and (d / "expected.npz").exists():
         args.expected = str(d / "expected.npz")
-    if str(meta.get("reference", "")).startswith("pjreddie"):
-        args.dialect = "pjreddie"
+    reference = dialect_of_reference(meta.get("reference", ""))
+    if reference is not None:
+        args.dialect = reference.name
     return meta
 
 
 def run(args) -> int:
     meta = _fill_from_case(args) if args.case else {}
-    for opt in ("cfg", "input", "fingerprints"):
-        if not getattr(args, opt):
+    for opt, value in (("cfg", args.cfg), ("input", args.input), ("fingerprints", args.fingerprints)):
+        if not value:
             raise DarkcspError(f"--{opt} is required (or --case)")
     if args.atol is None:
         args.atol = meta.get("tolerance", {}).get("recommended", {}).get("atol", 1e-4)
     tol = FingerprintTolerance.for_case(meta) if meta else FingerprintTolerance(1e-4, args.atol, args.rtol)
     model = load(args.cfg, args.weights, width=args.width, height=args.height, dialect=args.dialect)
-    x = load_input(args.input, model)
+    x = load_input(args.input, model.graph)
     try:
         fps = json.loads(Path(args.fingerprints).read_text())["layers"]
     except (OSError, ValueError, KeyError) as e:

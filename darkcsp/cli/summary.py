@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from ..graph import load_graph
-from .common import add_model_arguments
+from .common import add_json_arguments, add_model_arguments, json_on_stdout, write_json
 
 NAME = "summary"
 HELP = "per-layer table of a cfg: type, filters/size/stride, input -> output shape, BFLOPs; totals"
@@ -12,7 +12,7 @@ HELP = "per-layer table of a cfg: type, filters/size/stride, input -> output sha
 
 def add_arguments(p) -> None:
     add_model_arguments(p, weights=False)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_arguments(p, "every layer and the totals")
 
 
 def summary_dict(graph) -> dict:
@@ -39,8 +39,8 @@ def format_table(graph) -> str:
 
 def run(args) -> int:
     graph = load_graph(args.cfg, dialect=args.dialect, width=args.width, height=args.height)
-    if args.json:
-        print(json.dumps(summary_dict(graph)))
-    else:
+    if args.json or args.json_file:
+        write_json(args, json.dumps(summary_dict(graph)))
+    if not json_on_stdout(args):
         print(format_table(graph))
     return 0

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class Activation(Layer):
     type = "activation"
-    aliases = ()
+    size_agnostic = True
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         self.activation = read_activation(section, "activation", "linear")

@@ -19,6 +19,7 @@ class AvgPool(Layer):
     """[avgpool]: Y[c] = mean of X[c] over the whole map."""
 
     type = "avgpool"
+    size_agnostic = True
     aliases = ('avg',)
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
@@ -34,6 +35,10 @@ class AvgPool(Layer):
 
     def to_onnx(self, g: "OnnxGraph", xs: Sequence[str], w: Weights) -> str:
         return g.op("GlobalAveragePool", [xs[0]])
+
+    @property
+    def cio_compute(self) -> bool:
+        return True
 
     def describe(self) -> str:
         return "global"

@@ -2,28 +2,36 @@
 
 A layer class owns, for one Darknet section type: option parsing with Darknet's defaults (``setup``), the
 shape rule (``out_shape``), the .weights layout (``weight_arrays``), Darknet's parameter and BFLOPs counts,
-the NumPy forward (``forward``) and the ONNX lowering (``to_onnx``). Nothing else in darkcsp knows about a
-particular layer type, except the detection post-processing that head layers expose (``detections``).
+the NumPy forward (``forward``) and the ONNX lowering (``to_onnx``), and the properties the rest of darkcsp
+asks instead of looking at the type name: the cost analysis (``cio_compute``, ``cio_reads``, ``is_alias``), the
+ONNX export (``size_agnostic``), the .weights conversion hooks (``weights_from_file`` / ``weights_to_file``,
+``shares_weights_of``), INT8 export (``is_convolutional``). Detection heads derive from ``Head``, which declares
+the decoding interface (``detections``, ``onnx_decode``, ``classes``, ``nms_kind``, ``prior_bias``). Nothing
+outside ``darkcsp/layers`` switches on a layer's type name.
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..cfg import Section
-from ..errors import CfgError
+from ..errors import CfgError, UnsupportedError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..dialect import Dialect
     from ..onnx.builder import OnnxGraph
+    from .yolo import BoxSet
 
 Shape = Tuple[int, int, int]  # (C, H, W) per image, as Darknet's out_c, out_h, out_w
 Weights = Dict[str, np.ndarray]
 
 #: index used in ``Layer.inputs`` for the network input (the [net] image)
 NETWORK_INPUT = -1
+
+#: Darknet's NMS_KIND enum values (darknet.h)
+DEFAULT_NMS, GREEDY_NMS, DIOU_NMS = 0, 1, 2
 
 #: options parse_network_cfg_custom reads for every layer (training/GPU scheduling; dontload handled apart)
 COMMON_OPTIONS = ("dontloadscales", "stopbackward", "train_only_bn", "onlyforward", "clip", "dont_update",
@@ -102,6 +110,16 @@ class Layer:
     #: floats of scratch memory per image the NumPy forward allocates besides its output (a padded copy of the
     #: input, ...); set in ``setup`` when large, so that the graph's memory check refuses absurd sizes up front
     workspace: int = 0
+    #: the ONNX lowering holds no literal spatial size (Resize by scales, per-channel constants, ...), so the
+    #: export can leave H and W symbolic; checked at a second size by tests/onnx/test_export.py
+    size_agnostic: bool = False
+    #: the output is the input's buffer (no memory, no traffic of its own: [dropout], [empty])
+    is_alias: ClassVar[bool] = False
+    #: a [convolutional] layer (INT8 export keeps the ones feeding a head in float)
+    is_convolutional: ClassVar[bool] = False
+    #: Darknet's antialiasing= blur after the layer ([convolutional], [maxpool]): its buffer then holds the
+    #: blurred map while the layer reports its stride-1 shape (layers referencing it refuse it)
+    antialiasing: int = 0
 
     def __init__(self, section: Section, index: int, ctx: BuildContext):
         self.section = section
@@ -127,9 +145,42 @@ class Layer:
         """(name, shape) of each float32 array this layer reads from .weights, in file order."""
         return []
 
+    def prior_bias(self, channels: int) -> Optional[np.ndarray]:
+        """Heads: initial biases for the ``channels`` outputs of the convolution feeding this head (random
+        weights), or None to keep Darknet's zeros."""
+        return None
+
+    def weights_from_file(self, arrays: Weights, header) -> Weights:
+        """Arrays as read from .weights (``weight_arrays`` order) -> the arrays the forward uses."""
+        return arrays
+
+    def weights_to_file(self, arrays: Weights, header) -> Weights:
+        """The inverse of ``weights_from_file``, for writing a .weights file with ``header``."""
+        return arrays
+
+    @property
+    def shares_weights_of(self) -> Optional[int]:
+        """Index of the layer whose arrays this one uses instead of its own ([convolutional] share_index)."""
+        return None
+
     def init_weights(self, rng: np.random.Generator) -> Weights:
         """Darknet-like initial values for a network run without a weights file."""
         return {name: np.zeros(shape, np.float32) for name, shape in self.weight_arrays()}
+
+    def _init_weighted(self, rng: np.random.Generator, fan_in: float) -> Weights:
+        """Darknet's init of a weighted layer: weights sqrt(2/fan_in)*U(-1,1), biases 0, BN scales 1, mean 0.
+
+        Darknet initialises rolling_variance to 0 (its BN then divides by sqrt(1e-5)); we use 1 so that a
+        random network stays usable (activations do not blow up layer after layer)."""
+        out: Weights = {}
+        for name, shape in self.weight_arrays():
+            if name == "weights":
+                out[name] = (math.sqrt(2.0 / fan_in) * rng.uniform(-1, 1, shape)).astype(np.float32)
+            elif name in ("scales", "rolling_variance"):
+                out[name] = np.ones(shape, np.float32)
+            else:
+                out[name] = np.zeros(shape, np.float32)
+        return out
 
     def forward(self, xs: Sequence[np.ndarray], w: Weights) -> np.ndarray:
         """NumPy forward for a batch: ``xs`` holds the outputs of ``self.inputs`` as (N, C, H, W)."""
@@ -150,6 +201,16 @@ class Layer:
         # math.prod on Python ints: np.prod would wrap around in int64 for absurd cfg sizes
         return sum(math.prod(int(n) for n in shape) for _, shape in self.weight_arrays())
 
+    @property
+    def cio_compute(self) -> bool:
+        """Counted by the paper's CIO (``darkcsp.analysis``): convolutions and poolings over windows."""
+        return False
+
+    def cio_reads(self, outputs_of: Callable[[int], int]) -> int:
+        """Elements this layer reads from earlier feature maps (``darkcsp.analysis``); ``outputs_of(i)`` is the
+        size of layer ``i``'s output (``NETWORK_INPUT``: the network input). Default: every input in full."""
+        return 0 if self.is_alias else sum(outputs_of(i) for i in self.inputs)
+
     def describe(self) -> str:
         """Short text for the summary table's 'filters / size' column."""
         return ""
@@ -159,6 +220,45 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{self.type} #{self.index} {self.in_shape}->{self.out_shape}>"
+
+
+class Head(Layer):
+    """A detection head ([yolo], [Gaussian_yolo], [region], [detection]): a network output decoded into boxes.
+
+    Subclasses implement ``detections`` (Darknet's get_*_detections for one image) and, where the export can
+    decode boxes, ``onnx_decode``."""
+
+    is_head = True
+    #: Darknet's detector takes nms_kind (and the class count of the names) from the last head of a kind that
+    #: sets this ([yolo], [Gaussian_yolo], [region]; test_detector's loop), else from the network's last layer
+    sets_detector_nms: ClassVar[bool] = True
+    #: number of classes the head scores
+    classes: int = 0
+    #: NMS kind (DEFAULT_NMS, GREEDY_NMS, DIOU_NMS) and DIoU exponent of ``detector test``
+    nms_kind: int = DEFAULT_NMS
+    beta_nms: float = 0.6
+
+    def detections(self, output: np.ndarray, net_w: int, net_h: int, image_w: int, image_h: int,
+                   thresh: float, hier: float = 0.5, letter: bool = False) -> "BoxSet":
+        """One image's output ((C, H, W) or (1, C, H, W)) -> Darknet's detection array for this head."""
+        raise NotImplementedError(f"[{self.type}] has no decoding")
+
+    def onnx_decode(self, g: "OnnxGraph", x: str, net_w: int, net_h: int) -> str:
+        """Emit Darknet's box decoding: (N, boxes, 4+1+classes), boxes relative to the network input."""
+        raise UnsupportedError(f"layer {self.index} [{self.type}] has no ONNX box decoding")
+
+    def prior_bias(self, channels: int) -> Optional[np.ndarray]:
+        """Initial biases for the convolution feeding this head: objectness and class logits at
+        log(0.01/0.99) (probability ~0.01, the usual YOLO prior), box entries 0. None when ``channels`` does not
+        match the head's layout (the head does not read a convolution's channels that way)."""
+        layout = self.prior_layout()
+        if layout is None or layout.size != channels:
+            return None
+        return np.where(layout, np.float32(math.log(0.01 / 0.99)), np.float32(0)).astype(np.float32)
+
+    def prior_layout(self) -> Optional[np.ndarray]:
+        """Per input channel: True on objectness/class entries, False on box entries (None: no prior)."""
+        return None
 
 
 def conv_out_size(size_in: int, pad: int, kernel: int, stride: int) -> int:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class BatchNorm(Layer):
     type = "batchnorm"
-    aliases = ()
+    size_agnostic = True
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         self.out_shape = self.in_shape
@@ -44,8 +44,7 @@ class BatchNorm(Layer):
     def to_onnx(self, g: "OnnxGraph", xs: Sequence[str], w: Weights) -> str:
         """Mul + Add with per-channel constants computed in float64."""
         c = self.in_shape[0]
-        v = np.asarray(w["rolling_variance"], np.float64)
-        den = np.sqrt(v) + 1e-6 if self.dialect.name == "pjreddie" else np.sqrt(v + 1e-5)
+        den = self.dialect.bn_denominator(w["rolling_variance"], np.float64)
         scale = np.asarray(w["scales"], np.float64) / den
         shift = np.asarray(w.get("biases", np.zeros(c)), np.float64) - scale * np.asarray(w["rolling_mean"], np.float64)
         y = g.op("Mul", [xs[0], g.const(scale.astype(np.float32).reshape(1, c, 1, 1), "bn_scale")])

@@ -44,27 +44,19 @@ class Connected(Layer):
         return arrays
 
     def init_weights(self, rng: np.random.Generator) -> Weights:
-        """Darknet: weights sqrt(2/inputs)*U(-1,1), biases 0, BN scales 1, mean 0 (variance: 1, not Darknet's 0)."""
-        out: Weights = {}
-        for name, shape in self.weight_arrays():
-            if name == "weights":
-                out[name] = (np.sqrt(2.0 / self.n_inputs) * rng.uniform(-1, 1, shape)).astype(np.float32)
-            elif name in ("scales", "rolling_variance"):
-                out[name] = np.ones(shape, np.float32)
-            else:
-                out[name] = np.zeros(shape, np.float32)
-        return out
+        """Darknet: weights sqrt(2/inputs)*U(-1,1), the rest as Layer._init_weighted."""
+        return self._init_weighted(rng, self.n_inputs)
 
     def weights_from_file(self, arrays: Weights, header) -> Weights:
         """Old files (header.transpose) store [in][out]."""
-        if getattr(header, "transpose", False) and "weights" in arrays:
+        if header.transpose and "weights" in arrays:
             arrays = dict(arrays)
             arrays["weights"] = np.ascontiguousarray(
                 arrays["weights"].reshape(self.n_inputs, self.n_outputs).T)
         return arrays
 
     def weights_to_file(self, arrays: Weights, header) -> Weights:
-        if getattr(header, "transpose", False) and "weights" in arrays:
+        if header.transpose and "weights" in arrays:
             arrays = dict(arrays)
             arrays["weights"] = np.ascontiguousarray(arrays["weights"].T).reshape(self.n_outputs, self.n_inputs)
         return arrays
@@ -89,6 +81,10 @@ class Connected(Layer):
                  transB=1)
         y = lower_activation(g, y, self.activation, "connected")
         return g.op("Reshape", [y, g.ints([-1, self.n_outputs, 1, 1], "fc_shape")])
+
+    @property
+    def cio_compute(self) -> bool:
+        return True
 
     def describe(self) -> str:
         return f"{self.n_inputs} -> {self.n_outputs}"

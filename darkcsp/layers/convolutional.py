@@ -16,7 +16,6 @@ Darknet's rules kept here (darknet-semantics.md §2.2, §3.1, §7):
 """
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -162,11 +161,7 @@ def binarize_weights(w: np.ndarray) -> np.ndarray:
 def fold_batch_norm(dialect: "Dialect", weights: np.ndarray, biases: np.ndarray, scales: np.ndarray,
                     mean: np.ndarray, variance: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Darknet's fuse_conv_batchnorm, in float64: w' = w*s/den, b' = b - s*mean/den; returns float64 arrays."""
-    v = np.asarray(variance, np.float64)
-    if dialect.name == "pjreddie":
-        den = np.sqrt(v) + 1e-6
-    else:
-        den = np.sqrt(v + 1e-5)
+    den = dialect.bn_denominator(variance, np.float64)
     f = np.asarray(scales, np.float64) / den
     shape = (-1,) + (1,) * (weights.ndim - 1)
     w = np.asarray(weights, np.float64) * f.reshape(shape)
@@ -190,12 +185,16 @@ def batch_norm_bias(dialect: "Dialect", y: np.ndarray, w: Weights, batch_normali
 # ----------------------------------------------------------------------------------------- layer
 class Convolutional(Layer):
     type = "convolutional"
+    size_agnostic = True
+    is_convolutional = True
     aliases = ('conv',)
 
     #: fold BN into the weights (in float64, as Darknet's detector path does) in the NumPy forward. Measured
     #: against the unfused goldens: max deviation 4e-6 per layer on the zoo cases, every case within its
     #: tolerance; it saves the BN passes over the output. False = Darknet's unfused (divide) path.
     fold_bn = True
+    #: (key, bound arrays, weights, bias) of the last ``_prepared`` call
+    _cache: Optional[tuple] = None
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         ext = ctx.dialect.conv_extended_options
@@ -332,20 +331,8 @@ class Convolutional(Layer):
         return [] if self.share_index is not None else self._own_arrays()
 
     def init_weights(self, rng: np.random.Generator) -> Weights:
-        """Darknet's init: weights sqrt(2/(k*k*c/groups))*U(-1,1), biases 0, BN scales 1, mean 0.
-
-        Darknet initialises rolling_variance to 0 (its BN then divides by sqrt(1e-5)); we use 1 so that a
-        random network stays usable (activations do not blow up layer after layer)."""
-        out: Weights = {}
-        for name, shape in self.weight_arrays():
-            if name == "weights":
-                fan = self.size * self.size * self.in_shape[0] / self.groups
-                out[name] = (math.sqrt(2.0 / fan) * rng.uniform(-1, 1, shape)).astype(np.float32)
-            elif name in ("scales", "rolling_variance"):
-                out[name] = np.ones(shape, np.float32)
-            else:
-                out[name] = np.zeros(shape, np.float32)
-        return out
+        """Darknet: weights sqrt(2/(k*k*c/groups))*U(-1,1), the rest as Layer._init_weighted."""
+        return self._init_weighted(rng, self.size * self.size * self.in_shape[0] / self.groups)
 
     def weights_from_file(self, arrays: Weights, header) -> Weights:
         if self.flipped and "weights" in arrays:
@@ -389,7 +376,7 @@ class Convolutional(Layer):
         names = ("weights", "biases", "scales", "rolling_mean", "rolling_variance")
         arrays = tuple(w.get(name) for name in names)
         key = (self.fold_bn,) + tuple(id(a) for a in arrays)
-        cached = getattr(self, "_cache", None)
+        cached = self._cache
         if cached is not None and cached[0] == key:
             return cached[2], cached[3]
         weights = self._effective(w)
@@ -457,6 +444,10 @@ class Convolutional(Layer):
             y = g.op("Conv", [y, g.const(self._blur_kernel(), "blur_w")], kernel_shape=[bk, bk],
                      strides=[self.stride_y, self.stride_x], pads=[bp, bp, bp, bp], group=n)
         return y
+
+    @property
+    def cio_compute(self) -> bool:
+        return True
 
     def describe(self) -> str:
         n = f"{self.filters}/{self.groups}" if self.groups > 1 else f"{self.filters}"

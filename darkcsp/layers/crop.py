@@ -21,7 +21,6 @@ class Crop(Layer):
     """[crop]: centre crop times 2 minus 1 (noadjust=1: plain crop)."""
 
     type = "crop"
-    aliases = ()
     training_options = ("flip", "angle", "saturation", "exposure", "shift")
 
     def setup(self, section: Section, ctx: BuildContext) -> None:

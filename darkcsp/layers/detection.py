@@ -18,8 +18,8 @@ import numpy as np
 
 from ..cfg import Section
 from ..errors import UnsupportedError
-from .base import BuildContext, Layer, Weights
-from .yolo import DEFAULT_NMS, BoxSet, mark_used, softmax_last, threshold_probs
+from .base import DEFAULT_NMS, BuildContext, Head, Weights
+from .yolo import BoxSet, mark_used, softmax_last, threshold_probs
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..onnx.builder import OnnxGraph
@@ -30,10 +30,10 @@ _DETECTION_TRAINING_OPTIONS = ("rescore", "max", "coord_scale", "forced", "objec
                                "class_scale", "jitter", "random", "reorg")
 
 
-class Detection(Layer):
+class Detection(Head):
     type = "detection"
-    aliases = ()
-    is_head = True
+    #: test_detector's loop looks for yolo/Gaussian_yolo/region layers only
+    sets_detector_nms = False
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         self.coords = section.int("coords", 1)
@@ -59,6 +59,10 @@ class Detection(Layer):
 
     def describe(self) -> str:
         return f"side {self.side}, {self.num} boxes, {self.classes} classes"
+
+    def prior_layout(self):
+        # YOLOv1 reads its input's raw values as probabilities (no logistic): a logit prior means nothing here
+        return None
 
     def forward(self, xs: Sequence[np.ndarray], w: Weights) -> np.ndarray:
         x = np.asarray(xs[0], np.float32)

@@ -24,8 +24,9 @@ YOLO_POINTS = ("center", "left_top", "right_bottom")
 
 class GaussianYolo(Yolo):
     type = "Gaussian_yolo"
-    aliases = ()
     box_entries = 9
+    #: the lowering is [yolo]'s (no literal size), but it has not been checked at a second size yet
+    size_agnostic = False
 
     def _read_extra(self, section: Section) -> None:
         mark_used(section, _GAUSSIAN_TRAINING_OPTIONS)

@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class Implicit(Layer):
     type = "implicit"
-    aliases = ()
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         self.filters = section.int("filters", 128)

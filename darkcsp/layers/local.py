@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class Local(Layer):
     type = "local"
-    aliases = ()
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         self.filters = section.int("filters", 1)
@@ -107,6 +106,10 @@ class Local(Layer):
         y = g.op("Reshape", [y, g.ints([0, n, oh, ow], "local_shape")])
         y = g.op("Add", [y, g.const(np.asarray(w["biases"], np.float32).reshape(1, n, oh, ow), "local_b")])
         return lower_activation(g, y, self.activation, "local")
+
+    @property
+    def cio_compute(self) -> bool:
+        return True
 
     def describe(self) -> str:
         return f"{self.filters} {self.size} x {self.size}/ {self.stride}"

@@ -118,6 +118,18 @@ class _Pool(Layer):
 
     average = False
     allow_depth = True
+    size_agnostic = True
+
+    @property
+    def cio_compute(self) -> bool:
+        # a 1x1 window is a strided copy (data movement), not a computation over windows
+        return bool(self.maxpool_depth) or self.size > 1
+
+    def cio_reads(self, outputs_of) -> int:
+        """Windows that leave pixels out (size < stride) read only the covered pixels."""
+        if self.maxpool_depth or not self.size:
+            return super().cio_reads(outputs_of)
+        return min(outputs_of(self.inputs[0]), self.size * self.size * self.outputs)
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         c, h, w = self.in_shape

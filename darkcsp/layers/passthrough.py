@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class _Identity(Layer):
+    is_alias = True
+    size_agnostic = True
+
     def forward(self, xs: Sequence[np.ndarray], w: Weights) -> np.ndarray:
         return xs[0]
 
@@ -30,7 +33,6 @@ class Dropout(_Identity):
     """[dropout]: identity at inference."""
 
     type = "dropout"
-    aliases = ()
     training_options = ("probability", "dropblock", "dropblock_size_rel", "dropblock_size_abs")
 
     def describe(self) -> str:
@@ -47,6 +49,7 @@ class Empty(_Identity):
 
 class _TrainingOnly(Layer):
     is_training_only = True
+    size_agnostic = True
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         # Darknet's parser reads a handful of loss options here; none matters at inference
@@ -67,11 +70,10 @@ class Cost(_TrainingOnly):
     """[cost]: the training loss; outputs zeros at inference."""
 
     type = "cost"
-    aliases = ()
 
 
 class Contrastive(_TrainingOnly):
     """[contrastive]: a training-only embedding loss; outputs zeros at inference."""
 
     type = "contrastive"
-    aliases = ()
+    size_agnostic = False  # not checked at a second size

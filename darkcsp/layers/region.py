@@ -9,14 +9,14 @@ logistic to x, y, objectness and, without softmax, to the classes.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
 from ..cfg import Section
 from ..errors import UnsupportedError
-from .base import BuildContext, Layer, Weights
-from .yolo import DEFAULT_NMS, BoxSet, cell_grid, correct_yolo_boxes, mark_used, read_anchors, sigmoid, \
+from .base import DEFAULT_NMS, BuildContext, Head, Weights
+from .yolo import BoxSet, cell_grid, correct_yolo_boxes, mark_used, read_anchors, sigmoid, \
     softmax_last, threshold_probs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,10 +27,8 @@ _REGION_TRAINING_OPTIONS = (
     "noobject_scale", "class_scale", "coord_scale", "mask_scale", "absolute", "focal_loss", "background")
 
 
-class Region(Layer):
+class Region(Head):
     type = "region"
-    aliases = ()
-    is_head = True
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         self.coords = section.int("coords", 4)
@@ -40,7 +38,7 @@ class Region(Layer):
             raise self.error(f"num={self.num} must be positive", "num")
         self.softmax = section.int("softmax", 0)
         self.classfix = section.int("classfix", 0)
-        self.background = section.int("background", 0) if self.dialect.name == "pjreddie" else 0
+        self.background = section.int("background", 0) if self.dialect.region_planar else 0
         mark_used(section, _REGION_TRAINING_OPTIONS)
         # YOLO9000's softmax tree / class map: the graph (shapes, summary) is built, running it is refused
         self.unsupported = None
@@ -72,6 +70,10 @@ class Region(Layer):
     def describe(self) -> str:
         return f"{self.num} anchors, {self.classes} classes"
 
+    def prior_layout(self) -> Optional[np.ndarray]:
+        # per anchor: coords box values, objectness, classes
+        return np.tile(np.arange(self.entries) >= self.coords, self.num)
+
     def _check_supported(self) -> None:
         if self.unsupported is not None:
             raise self.unsupported
@@ -81,7 +83,7 @@ class Region(Layer):
         x = np.asarray(xs[0], np.float32)
         n, c, h, wd = x.shape
         k = self.entries
-        if self.dialect.name == "pjreddie":
+        if self.dialect.region_planar:
             y = x.reshape(n, self.num, k, h, wd).copy()
             y[:, :, 0:2] = sigmoid(y[:, :, 0:2])
             if not self.background:
@@ -100,7 +102,7 @@ class Region(Layer):
 
     def to_onnx(self, g: "OnnxGraph", xs: Sequence[str], w: Weights) -> str:
         self._check_supported()
-        if self.dialect.name == "pjreddie":
+        if self.dialect.region_planar:
             raise UnsupportedError("ONNX lowering of pjreddie's [region] is not implemented")
         c, h, wd = self.out_shape
         k = self.entries
@@ -126,7 +128,7 @@ class Region(Layer):
             y = y[0]
         _, h, w = self.out_shape
         k, m = self.entries, self.num
-        pj = self.dialect.name == "pjreddie"
+        pj = self.dialect.region_planar
         if pj:  # planar (m*K, H, W) -> anchor-major rows a*H*W + i
             t = y.reshape(m, k, h * w).transpose(0, 2, 1).reshape(m * h * w, k)
             cells = np.tile(np.arange(h * w), m)
@@ -150,7 +152,9 @@ class Region(Layer):
             objectness = np.where(p > np.float32(thresh), p, np.float32(0)).astype(np.float32)
             probs = threshold_probs(objectness[:, None] * t[:, 5:], thresh)
             probs[objectness == 0] = 0
-            return BoxSet(correct_yolo_boxes(boxes, image_w, image_h, net_w, net_h, True), objectness, probs)
+            # pj's get_region_detections corrects boxes as letterboxed, whatever the detector did
+            letter = letter or self.dialect.detector_always_letterbox
+            return BoxSet(correct_yolo_boxes(boxes, image_w, image_h, net_w, net_h, letter), objectness, probs)
         probs = threshold_probs(p[:, None] * t[:, 5:], thresh)
         return BoxSet(correct_yolo_boxes(boxes, image_w, image_h, net_w, net_h, letter),
                       np.ones(len(t), np.float32), probs)

@@ -59,7 +59,7 @@ class _Reorg(Layer):
             raise self.error(f"stride={s} must be positive", "stride")
         if min(c, h, w) <= 0:
             raise self.error(f"the input {self.in_shape} is not an image (C, H, W all > 0)")
-        if self.dialect.name == "pjreddie" and self.old:
+        if self.dialect.reorg_flatten_extra and self.old:
             for key in ("flatten", "extra"):
                 if section.int(key, 0):
                     raise UnsupportedError(f"layer {self.index}: pjreddie [reorg] {key}= is not supported by darkcsp",
@@ -92,7 +92,6 @@ class Reorg3d(_Reorg):
     """[reorg3d] (Darknet REORG): space-to-depth, channel (dy*s + dx)*C + c."""
 
     type = "reorg3d"
-    aliases = ()
 
     def forward(self, xs: Sequence[np.ndarray], w: Weights) -> np.ndarray:
         return reorg3d(np.asarray(xs[0], np.float32), self.stride)
@@ -109,7 +108,6 @@ class ReorgOld(_Reorg):
     """[reorg] (Darknet REORG_OLD): YOLOv2's passthrough permutation, or depth-to-space with reverse=1."""
 
     type = "reorg"
-    aliases = ()
     old = True
 
     def forward(self, xs: Sequence[np.ndarray], w: Weights) -> np.ndarray:

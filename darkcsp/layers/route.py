@@ -28,7 +28,7 @@ def resolve_sources(layer: Layer, section: Section, ctx: BuildContext, key: str,
     for ref in refs:
         target = ctx.resolve(section, key, ref, layer.index)
         src = ctx.layers[target]
-        if getattr(src, "antialiasing", 0):
+        if src.antialiasing:
             raise layer.error(f"{key}={ref} refers to layer {target} [{src.type}] with antialiasing: Darknet's "
                               "buffer for it holds the blurred map while the layer reports its stride-1 shape; "
                               "darkcsp does not imitate that", key)
@@ -40,7 +40,7 @@ class Route(Layer):
     """[route]: channel concatenation of earlier layers (with groups/group_id: a channel slice of each)."""
 
     type = "route"
-    aliases = ()
+    size_agnostic = True
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         refs = section.ints("layers")
@@ -65,6 +65,10 @@ class Route(Layer):
                                  "chunks would cut through channels)", "groups")
         self.chunks = [c // self.groups for c, _, _ in shapes]
         self.out_shape = (sum(self.chunks), h0, w0)
+
+    def cio_reads(self, outputs_of) -> int:
+        """Only this layer's ``group_id`` slice of each input: C_k/groups * H * W."""
+        return sum(k * self.out_shape[1] * self.out_shape[2] for k in self.chunks)
 
     def forward(self, xs: Sequence[np.ndarray], w: Weights) -> np.ndarray:
         parts = [x[:, self.group_id * k:(self.group_id + 1) * k] for x, k in zip(xs, self.chunks)]

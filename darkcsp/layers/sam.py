@@ -23,7 +23,7 @@ class Sam(Layer):
     """[sam]: Y = act(X * F)."""
 
     type = "sam"
-    aliases = ()
+    size_agnostic = True
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         src = resolve_sources(self, section, ctx, "from", [section.int("from")])[0]

@@ -27,7 +27,7 @@ class ScaleChannels(Layer):
     """[scale_channels]: Y = act(X[c] * F[c]) per channel, or act(X[0] * F[c]) per pixel with scale_wh=1."""
 
     type = "scale_channels"
-    aliases = ()
+    size_agnostic = True
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         src = resolve_sources(self, section, ctx, "from", [section.int("from")])[0]

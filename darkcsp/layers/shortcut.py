@@ -53,12 +53,14 @@ class Shortcut(Layer):
     """[shortcut]: weighted or plain sum of the previous layer and the ``from`` layers, then activation."""
 
     type = "shortcut"
-    aliases = ()
+    #: AlexeyAB's sum has no literal size; pjreddie's resampling (set in setup) has literal strides
+    size_agnostic = True
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         self.activation = read_activation(section, "shortcut", "linear")
         c, h, w = self.in_shape
         if self.dialect.shortcut_resamples:
+            self.size_agnostic = False  # resamples between two sizes with literal strides
             self._setup_pjreddie(section, ctx)
             return
         wt = section.str("weights_type", "none")
@@ -88,6 +90,12 @@ class Shortcut(Layer):
         self.bflops = int32_wrap(w * h * c * self.n) / 1e9
         if self.weights_type != "none":
             self.bflops *= 2
+
+    def cio_reads(self, outputs_of) -> int:
+        """The previous layer in full plus, from each ``from`` layer, the part that is added (Darknet adds a
+        larger map's first ``outputs`` values only)."""
+        prev, *froms = self.inputs
+        return outputs_of(prev) + sum(min(outputs_of(i), self.outputs) for i in froms)
 
     def _setup_pjreddie(self, section: Section, ctx: BuildContext) -> None:
         refs = section.ints("from")

@@ -24,7 +24,7 @@ class Upsample(Layer):
     """[upsample]: nearest repeat times ``scale`` (stride > 0) or block sums times ``scale`` (stride < 0)."""
 
     type = "upsample"
-    aliases = ()
+    size_agnostic = True
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
         c, h, w = self.in_shape

@@ -9,19 +9,18 @@ yolo_layer.c: get_yolo_detections / get_yolo_box / correct_yolo_boxes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..cfg import Section
 from ..image import letterbox_size  # the same integer formula as letterbox_image
-from .base import BuildContext, Layer, Weights
+from .base import DEFAULT_NMS, DIOU_NMS, GREEDY_NMS, BuildContext, Head, Layer, Weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..onnx.builder import OnnxGraph
 
-#: Darknet's NMS_KIND enum values (darknet.h)
-DEFAULT_NMS, GREEDY_NMS, DIOU_NMS = 0, 1, 2
+#: nms_kind= values (Darknet's NMS_KIND enum, darknet.h)
 NMS_KINDS = {"default": DEFAULT_NMS, "greedynms": GREEDY_NMS, "diounms": DIOU_NMS}
 
 # Options parse_yolo reads that only matter for training: read so that they are not reported as unused.
@@ -171,15 +170,14 @@ def cell_major(y: np.ndarray, m: int, k: int) -> np.ndarray:
     return y.reshape(m, k, h * w).transpose(2, 0, 1).reshape(h * w * m, k)
 
 
-class Yolo(Layer):
+class Yolo(Head):
     type = "yolo"
-    aliases = ()
-    is_head = True
     #: values per anchor besides the classes (x, y, w, h, objectness)
     box_entries = 5
+    #: the lowering is per-channel constants (no literal size); the box decoding builds the grid for the cfg size
+    size_agnostic = True
 
     def setup(self, section: Section, ctx: BuildContext) -> None:
-        pj = self.dialect.name == "pjreddie"
         self.classes = section.int("classes", 20)
         self.total = section.int("num", 1)
         if self.total <= 0:
@@ -188,7 +186,7 @@ class Yolo(Layer):
             raise self.error(f"classes={self.classes} must not be negative", "classes")
         self.mask = read_mask(self, section, self.total)
         self.anchors = read_anchors(self, section, self.total)
-        if pj:
+        if not self.dialect.yolo_extended_options:
             self.scale_x_y, self.new_coords, self.nms_kind, self.beta_nms = 1.0, 0, DEFAULT_NMS, 0.6
             mark_used(section, _PJ_YOLO_TRAINING_OPTIONS)
         else:
@@ -214,6 +212,11 @@ class Yolo(Layer):
 
     def describe(self) -> str:
         return f"{len(self.mask)} anchors, {self.classes} classes"
+
+    def prior_layout(self) -> Optional[np.ndarray]:
+        # per mask entry: box_entries - 1 box values (and uncertainties), objectness, classes
+        k = self.box_entries + self.classes
+        return np.tile(np.arange(k) >= self.box_entries - 1, len(self.mask))
 
     # ----- forward -------------------------------------------------------------------------------
     def _planes(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -297,7 +300,7 @@ class Yolo(Layer):
             boxes[:, 2] = np.exp(t[:, 2].astype(np.float64)) * aw / net_w
             boxes[:, 3] = np.exp(t[:, 3].astype(np.float64)) * ah / net_h
         probs = threshold_probs(obj[:, None] * t[:, 5:], thresh)
-        letter = letter or self.dialect.name == "pjreddie"  # pj's correct_yolo_boxes always letterboxes
+        letter = letter or self.dialect.detector_always_letterbox  # pj's correct_yolo_boxes always letterboxes
         return BoxSet(correct_yolo_boxes(boxes, image_w, image_h, net_w, net_h, letter), obj.copy(), probs)
 
     def onnx_decode(self, g: "OnnxGraph", x: str, net_w: int, net_h: int) -> str:

@@ -5,7 +5,7 @@ Conventions for lowerings (``Layer.to_onnx(g, xs, w) -> output name``):
 * Tensors are (N, C, H, W) like the NumPy forward. The batch may be symbolic (``g.dynamic_batch``), so a
   ``Reshape`` must say ``0`` (copy) or ``-1`` for the batch axis, never a literal N. With ``g.dynamic_size``
   the spatial size is symbolic too, but only for the layer types listed in
-  ``darkcsp.onnx.export.DYNAMIC_SIZE_TYPES`` (size-independent lowerings); other types keep it fixed.
+  ``Layer.size_agnostic`` (size-independent lowerings, ``darkcsp.onnx.export.DYNAMIC_SIZE_TYPES``); other types keep it fixed.
 * Fold everything that depends only on weights in NumPy (float64 where Darknet's fused path does) and
   pass the result to ``g.const``; float constants take the graph's float type (float16 export).
   Use ``g.float_type`` for ``Cast(to=...)`` to the working float type.

@@ -5,7 +5,7 @@ default of ``darkcsp convert``. The two other targets rewrite some convolutions 
 the named runtime executes faster on a CPU; the backends pick theirs (``onnxruntime`` -> ``onnxruntime``;
 ``opencv-classic``, and ``opencv`` on OpenCV 4.x -> ``opencv``; ``opencv`` on OpenCV 5's new engine ->
 ``generic``). Each rewrite computes the same convolution; only float rounding differs (Winograd: about 1e-5 of
-the output's range, see tests/test_onnx_conv.py).
+the output's range, see tests/onnx/test_conv.py).
 
 * ``onnxruntime``: onnxruntime's CPU convolution (MLAS, NCHWc) is a direct convolution running at about the
   machine's sgemm speed, with no Winograd, whereas OpenCV owes most of its 3x3 speed to Winograd kernels.

@@ -1,24 +1,30 @@
-"""Lowering of a Model (graph + weights) to an ONNX ModelProto.
+"""Lowering of a Model (graph + weights) to an ONNX ModelProto: the driver.
 
 Every layer emits its own nodes (``Layer.to_onnx``); this module wires them together, names the graph
 outputs ``layer_<i>`` (0-based Darknet index, the same arrays ``Model.forward`` returns), adds the optional
-box decoding / NMS outputs, cleans the graph (no Identity chains, constants folded, dead nodes removed),
-then runs ONNX's checker (``full_check``) and shape inference.
+box decoding (``Head.onnx_decode``) / NMS outputs, hands the graph to the optimiser (``darkcsp.onnx.optimize``:
+no Identity chains, constants folded, dead nodes removed), then runs ONNX's checker (``full_check``) and
+shape inference.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from ..errors import DarkcspError, UnsupportedError
 from ..layers.base import NETWORK_INPUT
+from ..layers import LAYER_CLASSES
 from .builder import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, OnnxGraph
 from .conv import TARGETS
+from .optimize import apply_rename, optimize
+
+__all__ = ["ExportOptions", "ExportInfo", "export_model", "model_bytes", "optimize", "DYNAMIC_SIZE_TYPES",
+           "INPUT_NAME", "BOXES_NAME", "SELECTED_NAME"]
 
 log = logging.getLogger("darkcsp")
 
@@ -26,24 +32,17 @@ INPUT_NAME = "input"
 BOXES_NAME = "boxes"
 SELECTED_NAME = "selected_indices"
 
-#: layer types whose lowering is independent of the spatial size (no literal H/W in a Reshape, Resize by
-#: scales, ...); checked at a second size by tests/test_onnx_export.py. A network with any other layer type
-#: ([yolo], [region], [reorg], [softmax], [connected], ...: their lowerings reshape with literal sizes) keeps
-#: its cfg size even when a dynamic size is asked for.
-DYNAMIC_SIZE_TYPES = frozenset({
-    "convolutional", "maxpool", "local_avgpool", "avgpool", "route", "shortcut", "upsample", "sam",
-    "scale_channels", "activation", "batchnorm", "dropout", "empty", "cost",
-})
+#: section types whose lowering is independent of the spatial size (``Layer.size_agnostic``: no literal H/W
+#: in a Reshape, Resize by scales, ...), for documentation; pjreddie's [shortcut] is the exception (it
+#: resamples with literal strides). A network with any other layer type ([region], [reorg], [softmax],
+#: [connected], ...: their lowerings reshape with literal sizes) keeps its cfg size even when a dynamic size
+#: is asked for, and so does any network exported with box decoding (the grid is built for the cfg size).
+DYNAMIC_SIZE_TYPES = frozenset(cls.type for cls in LAYER_CLASSES if cls.size_agnostic)
 
 
 def _size_agnostic(layer, decode: bool = False) -> bool:
-    # pjreddie's [shortcut] resamples between two sizes with literal strides
-    if layer.type == "shortcut" and layer.dialect.shortcut_resamples:
-        return False
-    # [yolo]'s own lowering has no literal size, but its box decoding builds the grid for the cfg size
-    if layer.type == "yolo":
-        return not decode
-    return layer.type in DYNAMIC_SIZE_TYPES
+    # a head's box decoding builds its cell grid for the cfg size
+    return layer.size_agnostic and not (decode and layer.is_head)
 
 
 @dataclass(frozen=True)
@@ -197,8 +196,6 @@ def export_model(model, options: Optional[ExportOptions] = None, **kwargs) -> Tu
                                    "[detection]); this network has none")
         parts = []
         for head in heads:
-            if not hasattr(head, "onnx_decode"):
-                raise UnsupportedError(f"layer {head.index} [{head.type}] has no ONNX box decoding yet")
             g.prefix = f"l{head.index}_decode_"
             parts.append(head.onnx_decode(g, names[head.index], graph.net.width, graph.net.height))
         g.prefix = "decode_"
@@ -213,7 +210,7 @@ def export_model(model, options: Optional[ExportOptions] = None, **kwargs) -> Tu
             outputs.append(helper.make_tensor_value_info(SELECTED_NAME, TensorProto.INT64, [None, 3]))
             info.extra_outputs.append(SELECTED_NAME)
 
-    nodes = _apply_rename(g.nodes, rename)
+    nodes = apply_rename(g.nodes, rename)
     out_names = [o.name for o in outputs]
     nodes, inits = optimize(nodes, g.initializers, out_names, opset=options.opset)
 
@@ -274,128 +271,6 @@ def _add_nms(g: OnnxGraph, boxes: str, options: ExportOptions) -> None:
     g.op("NonMaxSuppression", [coords, scores, g.ints([options.nms_max_per_class], "max_per_class"),
                                f32(options.nms_iou, "iou_threshold"), f32(options.nms_score, "score_threshold")],
          outputs=[SELECTED_NAME], center_point_box=1)
-
-
-# ----- graph clean-up ------------------------------------------------------------------------------
-
-def _apply_rename(nodes: Sequence[onnx.NodeProto], rename: Dict[str, str]) -> List[onnx.NodeProto]:
-    if not rename:
-        return list(nodes)
-    for n in nodes:
-        for k, v in enumerate(n.input):
-            if v in rename:
-                n.input[k] = rename[v]
-        for k, v in enumerate(n.output):
-            if v in rename:
-                n.output[k] = rename[v]
-    return list(nodes)
-
-
-#: ops never folded (non-deterministic or with side-effect-free but huge results)
-_NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
-            "NonMaxSuppression", "ConstantOfShape", "Expand", "Tile"}
-
-
-def optimize(nodes: List[onnx.NodeProto], inits: List[onnx.TensorProto], outputs: Sequence[str],
-             opset: int = DEFAULT_OPSET) -> Tuple[List[onnx.NodeProto], List[onnx.TensorProto]]:
-    """Remove Identity nodes, fold nodes whose inputs are all constants, merge Reshape chains, drop dead
-    nodes and unused initializers. Graph outputs keep their names."""
-    keep = set(outputs)
-    init_map = {t.name: t for t in inits}
-
-    # 1. Identity elimination (an Identity producing a graph output from another node's output renames it).
-    produced = {o for n in nodes for o in n.output}
-    for n in [n for n in nodes if n.op_type == "Identity"]:
-        src, dst = n.input[0], n.output[0]
-        if dst not in keep:
-            nodes.remove(n)
-            _apply_rename(nodes, {dst: src})
-        elif src not in keep and src in produced:
-            nodes.remove(n)
-            _apply_rename(nodes, {src: dst})
-            produced.add(dst)
-
-    # 2. Constant folding.
-    folded = True
-    while folded:
-        folded = False
-        for n in nodes:
-            if n.op_type in _NO_FOLD or n.domain not in ("", "ai.onnx"):
-                continue
-            if not all((i == "" or i in init_map) for i in n.input):
-                continue
-            if any(o in keep for o in n.output):
-                continue
-            results = _evaluate(n, init_map, opset)
-            if results is None:
-                continue
-            in_size = sum(int(np.prod(init_map[i].dims)) for i in n.input if i)
-            if sum(r.size for r in results) > in_size + 4096:
-                continue
-            for name, value in zip(n.output, results):
-                init_map[name] = numpy_helper.from_array(np.asarray(value), name)
-            nodes.remove(n)
-            folded = True
-            break
-
-    # 3. Reshape(Reshape(x)) -> Reshape(x) when the inner result has no other use.
-    uses: Dict[str, int] = {}
-    for n in nodes:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
-    producers = {o: n for n in nodes for o in n.output}
-    for n in list(nodes):
-        if n.op_type != "Reshape" or n.input[0] not in producers:
-            continue
-        inner = producers[n.input[0]]
-        if inner.op_type == "Reshape" and uses.get(inner.output[0], 0) == 1 and inner.output[0] not in keep \
-                and n.input[1] in init_map and 0 not in numpy_helper.to_array(init_map[n.input[1]]).tolist():
-            n.input[0] = inner.input[0]
-            nodes.remove(inner)
-            producers = {o: m for m in nodes for o in m.output}
-
-    # 4. Dead code: walk back from the outputs.
-    producers = {o: n for n in nodes for o in n.output}
-    live_nodes: Set[int] = set()
-    live_tensors: Set[str] = set()
-    stack = list(keep)
-    while stack:
-        t = stack.pop()
-        if t in live_tensors:
-            continue
-        live_tensors.add(t)
-        n = producers.get(t)
-        if n is not None and id(n) not in live_nodes:
-            live_nodes.add(id(n))
-            stack.extend(i for i in n.input if i)
-    nodes = [n for n in nodes if id(n) in live_nodes]
-    used_inits = [init_map[name] for name in _ordered_inputs(nodes) if name in init_map]
-    return nodes, used_inits
-
-
-def _ordered_inputs(nodes: Sequence[onnx.NodeProto]) -> List[str]:
-    seen: Dict[str, None] = {}
-    for n in nodes:
-        for i in n.input:
-            if i:
-                seen.setdefault(i, None)
-    return list(seen)
-
-
-def _evaluate(node: onnx.NodeProto, init_map: Dict[str, onnx.TensorProto], opset: int):
-    try:
-        from onnx.reference import ReferenceEvaluator
-        inputs = [i for i in node.input if i]
-        feeds = {i: numpy_helper.to_array(init_map[i]) for i in inputs}
-        vi_in = [helper.make_tensor_value_info(i, init_map[i].data_type, list(init_map[i].dims)) for i in inputs]
-        vi_out = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in node.output]
-        m = helper.make_model(helper.make_graph([node], "fold", vi_in, vi_out),
-                              opset_imports=[helper.make_opsetid("", opset)])
-        res = ReferenceEvaluator(m).run(None, feeds)
-        return [np.asarray(r) for r in res]
-    except Exception as e:  # pragma: no cover - folding is an optimisation only
-        log.debug("constant folding skipped %s: %s", node.name, e)
-        return None
 
 
 def _infer_output_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:

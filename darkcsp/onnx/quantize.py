@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def float_layers(model, first_conv: bool = False, heads: bool = True) -> List[in
     layers = model.graph.layers
     keep: List[int] = []
     if first_conv:
-        first = next((l.index for l in layers if l.type == "convolutional"), None)
+        first = next((l.index for l in layers if l.is_convolutional), None)
         if first is not None:
             keep.append(first)
     if heads:
@@ -43,7 +43,7 @@ def float_layers(model, first_conv: bool = False, heads: bool = True) -> List[in
                 continue
             keep.append(l.index)
             for i in l.inputs:
-                if i >= 0 and layers[i].type == "convolutional":
+                if i >= 0 and layers[i].is_convolutional:
                     keep.append(i)
     return sorted(set(keep))
 
@@ -54,50 +54,133 @@ def _nodes_of_layers(proto, indices: Iterable[int]) -> List[str]:
     return [n.name for n in proto.graph.node if n.name.startswith(prefixes)]
 
 
-def calibration_inputs(paths: Sequence[Union[str, Path]], model) -> List[np.ndarray]:
-    """(1, C, H, W) float32 network inputs from photos (Darknet's load + resize/letterbox) or .npy tensors."""
-    from ..image import load_image, preprocess
-    net = model.graph.net
+#: what ``calib=`` may hold: image paths (photos, or .npy input tensors), BGR uint8 arrays as cv2.imread gives,
+#: Darknet images (3, H, W) float RGB, or network inputs (N, C, H, W)
+CalibItem = Union[str, Path, np.ndarray]
+
+
+def calibration_inputs(calib: Union[CalibItem, Sequence[CalibItem]], model) -> List[np.ndarray]:
+    """(1, C, H, W) float32 network inputs for calibration.
+
+    Photos and image arrays go through the detection API's preprocessing (``Detector.load_image`` +
+    ``Detector.input_tensor``: Darknet's load, then its resize or letterbox as ``detector test`` does), so the
+    INT8 ranges are taken on exactly what the model will see. Networks without a detection head use Darknet's
+    plain load + resize (``[net] letter_box``). ``.npy`` files and 4-D arrays are network inputs as they are; a
+    folder stands for the images in it."""
+    if isinstance(calib, (str, Path)) or (isinstance(calib, np.ndarray) and calib.ndim in (2, 3, 4)):
+        calib = [calib]
     c, h, w = model.graph.input_shape
+    prepare = _image_preprocessor(model)
     out: List[np.ndarray] = []
-    for p in paths:
-        p = Path(p)
-        if p.suffix.lower() == ".npy":
+    for item in _expand_folders(calib):
+        if isinstance(item, (str, Path)) and Path(item).suffix.lower() == ".npy":
             try:
-                x = np.load(p).astype(np.float32)
+                x = np.load(item).astype(np.float32)
             except (OSError, ValueError) as e:
-                raise ImageError(f"cannot read calibration tensor: {e}", file=str(p)) from None
-            if x.ndim == 3:
-                x = x[None]
-            if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
-                raise ImageError(f"calibration tensor has shape {x.shape}, the network takes (N, {c}, {h}, {w})",
-                                 file=str(p))
-            out.extend(x[i:i + 1] for i in range(x.shape[0]))
+                raise ImageError(f"cannot read calibration tensor: {e}", file=str(item)) from None
+            out.extend(_tensor_items(x, (c, h, w), str(item)))
+        elif isinstance(item, np.ndarray) and item.ndim == 4:
+            out.extend(_tensor_items(np.asarray(item, np.float32), (c, h, w), "calibration array"))
         else:
-            out.append(preprocess(load_image(p), w, h, letter=bool(net.letter_box)).astype(np.float32))
+            out.append(prepare(item))
     if not out:
-        raise DarkcspError("INT8 quantisation needs at least one calibration image (--calib)")
+        raise DarkcspError("INT8 quantisation needs at least one calibration image (--calib / calib=)")
     return out
 
 
-def quantize_model(model, calib: Sequence[Union[str, Path]], output: Union[str, Path], *,
+#: file types a calibration folder contributes (photos Darknet's stb_image reads; a .npy must be named itself)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tga", ".gif")
+
+
+def _expand_folders(items) -> list:
+    """A folder stands for its photos (sorted by name, not recursive)."""
+    out = []
+    for item in items:
+        if isinstance(item, (str, Path)) and Path(item).is_dir():
+            files = sorted(p for p in Path(item).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise ImageError(f"calibration folder has no images ({', '.join(IMAGE_SUFFIXES)})", file=str(item))
+            out.extend(files)
+        else:
+            out.append(item)
+    return out
+
+
+def _tensor_items(x: np.ndarray, chw: tuple, source: str) -> List[np.ndarray]:
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(chw):
+        raise ImageError(f"calibration tensor has shape {x.shape}, the network takes (N, {chw[0]}, {chw[1]}, "
+                         f"{chw[2]})", file=source)
+    return [np.ascontiguousarray(x[i:i + 1]) for i in range(x.shape[0])]
+
+
+def _image_preprocessor(model):
+    """image -> (1, C, H, W): the detector's own path, or Darknet's plain resize for networks without a head."""
+    from ..backends import NumpyBackend
+    from ..postprocess import heads_of
+    if heads_of(model.graph.layers):
+        from ..detector import Detector
+        det = Detector(model, backend=NumpyBackend(model))
+        return lambda item: det.input_tensor([det.load_image(item)]).astype(np.float32)
+    from ..image import from_bgr, load_image, preprocess
+    c, h, w = model.graph.input_shape
+
+    def prepare(item):
+        if isinstance(item, np.ndarray):
+            im = from_bgr(item) if item.dtype == np.uint8 else np.asarray(item, np.float32)
+        else:
+            im = load_image(item)
+        return preprocess(im, w, h, letter=bool(model.graph.net.letter_box)).astype(np.float32)
+    return prepare
+
+
+def quantize_export(model, inputs: Sequence[np.ndarray], options=None, *, keep_float: Optional[Sequence[int]] = None,
+                    method: str = "percentile", per_channel: bool = True) -> Tuple[bytes, Any, dict]:
+    """Export ``model`` to ONNX with ``options`` (darkcsp.onnx.export.ExportOptions; float32, no decode/NMS),
+    calibrate on the network inputs ``inputs`` and return (serialized INT8 QDQ model, ExportInfo, summary)."""
+    from .export import ExportOptions, export_model
+    options = options or ExportOptions()
+    clash = [flag for flag, on in (("fp16", options.fp16), ("decode", options.decode), ("nms", options.nms),
+                                   ("dynamic_size", options.dynamic_size)) if on]
+    if clash:
+        raise UnsupportedError(f"INT8 quantisation does not combine with {', '.join(clash)}")
+    if options.target == "onnxruntime":
+        # Winograd subgraphs quantise badly (their transforms widen the value range); quantise plain Convs
+        from dataclasses import replace
+        options = replace(options, target="generic")
+    proto, info = export_model(model, options)
+    keep = float_layers(model) if keep_float is None else sorted(set(keep_float))
+    exclude = _nodes_of_layers(proto, keep)
+    q, summary = _quantize_proto(proto, inputs, exclude_nodes=exclude, method=method, per_channel=per_channel,
+                                 metadata={"darkcsp.int8_float_layers": ",".join(map(str, keep))})
+    summary.update(float_layers=keep, outputs=dict(info.outputs), method=method)
+    return q.SerializeToString(), info, summary
+
+
+def quantize_model(model, calib: Union[CalibItem, Sequence[CalibItem]], output: Union[str, Path], *,
                    keep_float: Optional[Sequence[int]] = None, method: str = "percentile", per_channel: bool = True,
                    opset: Optional[int] = None) -> dict:
-    """Export ``model`` to ONNX, calibrate on ``calib`` and write the INT8 (QDQ) model to ``output``.
+    """Export ``model`` to ONNX, calibrate on ``calib`` (see calibration_inputs) and write the INT8 (QDQ) model
+    to ``output`` atomically.
 
     ``keep_float``: Darknet layer indices left in float (default ``float_layers(model)``). Returns a summary
     dict (calibration count, float layers, quantised/float node counts)."""
+    from ..fileio import atomic_write_bytes
     from .builder import DEFAULT_OPSET
-    from .export import ExportOptions, export_model
+    from .export import ExportOptions
 
+    _check_method(method)
     inputs = calibration_inputs(calib, model)
-    proto, info = export_model(model, ExportOptions(opset=opset or DEFAULT_OPSET, batch=1))
-    keep = float_layers(model) if keep_float is None else sorted(set(keep_float))
-    exclude = _nodes_of_layers(proto, keep)
-    summary = quantize_onnx(proto, output, inputs, exclude_nodes=exclude, method=method, per_channel=per_channel,
-                            metadata={"darkcsp.int8_float_layers": ",".join(map(str, keep))})
-    summary.update(float_layers=keep, outputs=dict(info.outputs))
+    data, info, summary = quantize_export(model, inputs, ExportOptions(opset=opset or DEFAULT_OPSET, batch=1),
+                                          keep_float=keep_float, method=method, per_channel=per_channel)
+    atomic_write_bytes(output, data)
     return summary
+
+
+def _check_method(method: str) -> None:
+    if method not in CALIBRATION_METHODS:
+        raise UnsupportedError(f"calibration method '{method}': choose {', '.join(CALIBRATION_METHODS)}")
 
 
 def quantize_onnx(source, output: Union[str, Path], inputs: Sequence[np.ndarray], *,
@@ -105,6 +188,18 @@ def quantize_onnx(source, output: Union[str, Path], inputs: Sequence[np.ndarray]
                   metadata: Optional[dict] = None) -> dict:
     """Statically quantise an ONNX model (ModelProto or path) to QDQ INT8 with calibration tensors ``inputs``
     (fed to its first graph input); ``exclude_nodes`` stay in float. Written atomically to ``output``."""
+    import onnx
+    from ..fileio import atomic_write_bytes
+    proto = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
+    q, summary = _quantize_proto(proto, inputs, exclude_nodes=exclude_nodes, method=method,
+                                 per_channel=per_channel, metadata=metadata)
+    atomic_write_bytes(output, q.SerializeToString())
+    return summary
+
+
+def _quantize_proto(proto, inputs: Sequence[np.ndarray], *, exclude_nodes: Sequence[str] = (),
+                    method: str = "percentile", per_channel: bool = True, metadata: Optional[dict] = None):
+    """(QDQ INT8 ModelProto, summary) of ``proto`` calibrated on ``inputs``; onnxruntime works in a temp dir."""
     try:
         import onnx
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -112,13 +207,9 @@ def quantize_onnx(source, output: Union[str, Path], inputs: Sequence[np.ndarray]
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as e:  # pragma: no cover - onnxruntime is a dependency
         raise UnsupportedError(f"INT8 quantisation needs onnxruntime.quantization: {e}") from None
-    from ..fileio import atomic_path
-
-    if method not in CALIBRATION_METHODS:
-        raise UnsupportedError(f"calibration method '{method}': choose {', '.join(CALIBRATION_METHODS)}")
+    _check_method(method)
     if not inputs:
         raise DarkcspError("INT8 quantisation needs at least one calibration input")
-    proto = source if isinstance(source, onnx.ModelProto) else onnx.load(str(source))
     input_name = proto.graph.input[0].name
     batch_dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
     fixed_batch = batch_dim.dim_value if batch_dim.HasField("dim_value") else 0
@@ -148,49 +239,20 @@ def quantize_onnx(source, output: Union[str, Path], inputs: Sequence[np.ndarray]
         except Exception as e:  # pre-processing only helps; quantise the plain export if it fails
             log.warning("quantisation pre-processing skipped: %s", e)
             pre = f32
-        with atomic_path(output) as tmp_out, contextlib.redirect_stdout(io.StringIO()) as chatter:
+        tmp_out = os.path.join(tmp, "int8.onnx")
+        with contextlib.redirect_stdout(io.StringIO()) as chatter:
             # onnxruntime's calibrators print progress to stdout; keep it out of the CLI's output
-            quantize_static(pre, str(tmp_out), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            quantize_static(pre, tmp_out, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             nodes_to_exclude=list(exclude_nodes), calibrate_method=cal, extra_options=extra)
-            log.debug("onnxruntime.quantization: %s", chatter.getvalue().strip())
-            q = onnx.load(str(tmp_out))
-            meta = {p.key: p.value for p in proto.metadata_props}
-            meta["darkcsp.int8"] = f"QDQ U8S8 per_channel={int(per_channel)} calib={method} n={len(inputs)}"
-            meta.update(metadata or {})
-            onnx.helper.set_model_props(q, meta)
-            onnx.save(q, str(tmp_out))
+        log.debug("onnxruntime.quantization: %s", chatter.getvalue().strip())
+        q = onnx.load(tmp_out)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    meta["darkcsp.int8"] = f"QDQ U8S8 per_channel={int(per_channel)} calib={method} n={len(inputs)}"
+    meta.update(metadata or {})
+    onnx.helper.set_model_props(q, meta)
     n_q = sum(1 for n in q.graph.node if n.op_type == "QuantizeLinear")
-    return {"calibration_inputs": len(inputs), "excluded_nodes": len(exclude_nodes), "quantize_nodes": n_q,
-            "nodes": len(q.graph.node)}
+    return q, {"calibration_inputs": len(inputs), "excluded_nodes": len(exclude_nodes), "quantize_nodes": n_q,
+               "nodes": len(q.graph.node)}
 
 
-def convert_int8(model, args) -> str:
-    """``darkcsp convert --int8``: write the INT8 model to ``args.output``; return the summary line to print.
-
-    The float export options that change the graph (fp16, decode, nms, dynamic axes, all layers) do not combine
-    with --int8. Unless --no-verify, the INT8 outputs are compared with the NumPy executor on the first
-    calibration input and the largest difference is reported (informative: 8-bit results are not exact)."""
-    import time
-    t0 = time.perf_counter()
-    clash = [flag for flag, on in (("--fp16", args.fp16), ("--decode", args.decode), ("--nms", args.nms),
-                                   ("--dynamic-batch", args.dynamic_batch), ("--dynamic-size", args.dynamic_size),
-                                   ("--all-layers", args.all_layers)) if on]
-    if clash:
-        raise UnsupportedError(f"--int8 does not combine with {', '.join(clash)}")
-    if not args.calib:
-        raise DarkcspError("--int8 needs calibration photos: --calib IMAGE [IMAGE ...] (or .npy input tensors), "
-                           "ideally a few dozen images like the ones the model will see")
-    info = quantize_model(model, args.calib, args.output, method=args.calib_method, opset=args.opset)
-    text = (f"{args.output}: INT8 (QDQ, per-channel), {info['calibration_inputs']} calibration inputs "
-            f"({args.calib_method}), layers kept in float: {','.join(map(str, info['float_layers'])) or 'none'}; "
-            f"{info['quantize_nodes']} quantised tensors")
-    if not args.no_verify:
-        import onnxruntime as ort
-        x = calibration_inputs(args.calib[:1], model)[0]
-        sess = ort.InferenceSession(str(args.output), providers=["CPUExecutionProvider"])
-        got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"input": x})))
-        ref = model.forward(x, outputs=list(info["outputs"]))
-        worst = max(float(np.max(np.abs(got[name] - ref[i]))) for i, name in info["outputs"].items())
-        text += f"; vs NumPy on {Path(args.calib[0]).name}: max abs diff {worst:.3g}"
-    return text + f" ({time.perf_counter() - t0:.1f} s)"
