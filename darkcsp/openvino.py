@@ -214,7 +214,7 @@ def export_ir(model, output: Union[str, Path], *, fp16: bool = False, int8: bool
             try:
                 os.replace(tmp_xml, xml)
             except OSError:
-                _unlink(bin_)
+                bin_.unlink(missing_ok=True)
                 raise
         except OSError as e:
             raise ResourceError(f"cannot write output: {e.strerror or e}", file=str(xml)) from None
@@ -224,9 +224,3 @@ def export_ir(model, output: Union[str, Path], *, fp16: bool = False, int8: bool
                    outputs=dict(info.outputs), output_shapes=dict(info.output_shapes))
     return summary
 
-
-def _unlink(p: Path) -> None:
-    try:
-        os.unlink(p)
-    except OSError:
-        pass

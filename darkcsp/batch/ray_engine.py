@@ -89,7 +89,9 @@ def run_ray(spec: DetectorSpec, keys: Sequence[str], store: ResultsStore, save_d
             if address:
                 ray.init(address=address, logging_level=logging.WARNING)
             else:
-                # address="local": a new instance even when `ray start` runs here (--address auto joins that)
+                # address="local": a new instance even when `ray start` runs here (--address auto joins that);
+                # the instance is ours, so no usage statistics leave the machine unless the user asks for them
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
                 ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                          logging_level=logging.WARNING)
                 started = True

@@ -4,6 +4,7 @@ whole session (Ray takes seconds to start)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,37 +12,12 @@ import numpy as np
 import pytest
 
 from darkcsp.cli import main
-from tests.conftest import case_weights, conformance_root, write_cfg
+from tests.conftest import case_weights, cfg_text, conformance_root, write_cfg
 
 CASE = "yolov4-tiny-coco"
 
 #: a tiny detector (random weights): for what does not need trained weights
-TINY = """
-[net]
-width=96
-height=96
-channels=3
-
-[convolutional]
-filters=8
-size=3
-stride=4
-pad=1
-activation=leaky
-
-[convolutional]
-filters=21
-size=1
-stride=1
-pad=1
-activation=linear
-
-[yolo]
-mask=0,1,2
-anchors=10,14, 23,27, 37,58
-classes=2
-num=3
-"""
+TINY = cfg_text("one-head-96")
 
 
 def corpus_photos():
@@ -138,6 +114,7 @@ def ray_local():
     """One local Ray instance with 2 CPUs for the session (the Ray engine uses an initialised Ray as it is)."""
     import ray
     import ray.data  # noqa: F401  (the `test` extra pulls ray[data])
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # tests talk to nothing beyond this machine
     ray.init(num_cpus=2, include_dashboard=False)
     yield ray
     ray.shutdown()
