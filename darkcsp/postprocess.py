@@ -180,8 +180,8 @@ def box_diou(a: np.ndarray, b: np.ndarray, beta: float = 0.6) -> np.ndarray:
     return _pair_diou(np.asarray(a, np.float32)[None], np.asarray(b, np.float32), beta)
 
 
-#: pairs of boxes scored at once by the sweep in _suppressing_pairs (bounds its memory to ~100 MB)
-_PAIR_CHUNK = 1 << 21
+#: pairs of boxes looked at at once by the sweep in _suppressing_pairs (bounds its memory, stays in cache)
+_PAIR_CHUNK = 1 << 18
 
 
 def _suppressing_pairs(boxes: np.ndarray, thresh: np.float32, score) -> tuple:
@@ -198,6 +198,7 @@ def _suppressing_pairs(boxes: np.ndarray, thresh: np.float32, score) -> tuple:
     left, right, top, bottom = _edges(boxes)
     by_left = np.argsort(left, kind="stable")
     lefts = left[by_left]
+    tops, bottoms = top[by_left], bottom[by_left]
     # sorted position q > p overlaps p in x iff lefts[q] < right of p
     ends = np.searchsorted(lefts, right[by_left], side="left")
     counts = np.maximum(ends - np.arange(n) - 1, 0)
@@ -210,12 +211,13 @@ def _suppressing_pairs(boxes: np.ndarray, thresh: np.float32, score) -> tuple:
         cnt = counts[p0:p1]
         total = int(cnt.sum())
         if total:
-            p = np.repeat(np.arange(p0, p1), cnt)
-            starts = np.repeat(np.cumsum(cnt) - cnt, cnt)
-            q = p + 1 + (np.arange(total) - starts)
-            i, j = by_left[p], by_left[q]
-            overlap_y = np.minimum(bottom[i], bottom[j]) - np.maximum(top[i], top[j]) > 0  # as in _pair_iou
-            i, j = i[overlap_y], j[overlap_y]
+            p = np.repeat(np.arange(p0, p1, dtype=np.int32), cnt)
+            q = np.arange(total, dtype=np.int32)
+            q += np.repeat(np.arange(p0 + 1, p1 + 1, dtype=np.int32) - (np.cumsum(cnt) - cnt).astype(np.int32), cnt)
+            # y overlap, min(bottoms) > max(tops): the sign test of _pair_iou's ov_h, comparison by comparison
+            tp, tq, bp, bq = tops[p], tops[q], bottoms[p], bottoms[q]
+            overlap_y = (bp > tq) & (bq > tp) & (bp > tp) & (bq > tq)
+            i, j = by_left[p[overlap_y]], by_left[q[overlap_y]]
             keep = score(boxes[i], boxes[j]) > thresh
             firsts.append(np.minimum(i[keep], j[keep]))
             seconds.append(np.maximum(i[keep], j[keep]))
