@@ -22,6 +22,10 @@ __all__ = ["load_image", "decode_image", "from_bgr", "resize_image", "letterbox_
            "preprocess", "to_bgr_uint8"]
 
 
+#: file extensions of the image formats OpenCV decodes (what a folder given as input contributes)
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pbm", ".pgm", ".ppm",
+                        ".pnm", ".jp2", ".gif"})
+
 #: image files larger than this are refused unread
 MAX_IMAGE_BYTES = 1 << 30
 #: images with more pixels are refused before decoding (DARKCSP_MAX_IMAGE_PIXELS); 2^27 ~ 11585 x 11585

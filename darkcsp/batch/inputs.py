@@ -13,10 +13,7 @@ from pathlib import Path
 from typing import Iterable, List, Sequence
 
 from ..errors import ImageError
-
-#: the image file types a folder is searched for (what OpenCV's imdecode reads)
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pbm", ".pgm", ".ppm",
-                        ".pnm", ".jp2", ".gif"})
+from ..image import IMAGE_EXTS
 
 
 def list_inputs(inputs: Sequence[str], recursive: bool = True, exts: Iterable[str] = IMAGE_EXTS) -> List[str]:

@@ -20,6 +20,7 @@ from .. import assets
 from ..detector import record
 from ..errors import ImageError, ResourceError
 from ..fileio import atomic_path
+from ..image import IMAGE_EXTS
 from .common import add_detector_arguments, add_json_arguments, make_detector, report_stream, write_json
 
 NAME = "detect"
@@ -27,8 +28,6 @@ HELP = "detect objects in images/videos with a Darknet YOLO model (default: COCO
 
 log = logging.getLogger("darkcsp")
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pbm", ".pgm", ".ppm", ".pnm",
-              ".jp2", ".gif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
 
